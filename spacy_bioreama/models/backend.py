@@ -1,0 +1,65 @@
+"""The generation backend protocol the component talks to.
+
+A backend turns a batch of chat prompts into answers. It knows nothing about tasks:
+tasks render prompts and parse answers, the backend only generates. Keeping this
+boundary small lets the Hugging Face backend, spacy-llm models and test doubles be
+swapped freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """One prompt: a user message (and optional system message) in chat form."""
+
+    user: str
+    system: str | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A generated answer with its confidence.
+
+    `logprob` is the sum of the log-probabilities of the generated tokens (under the
+    constraint, if one applied); `prompt_tokens` / `new_tokens` feed throughput stats.
+    """
+
+    text: str
+    logprob: float
+    prompt_tokens: int
+    new_tokens: int
+    truncated: bool = False
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """What the component needs from a model."""
+
+    def generate(
+        self,
+        prompts: Sequence[ChatPrompt],
+        *,
+        max_new_tokens: int,
+        choices: Sequence[Sequence[str]] | None = None,
+    ) -> list[Generation]:
+        """Greedy answers for `prompts`, in order.
+
+        With `choices`, answer i is constrained to exactly one of `choices[i]`
+        (constrained decoding over the tokenised options), and its `logprob` is the
+        log-probability of that option renormalised over the allowed tokens.
+        """
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens `text` takes (without special tokens)."""
+        ...
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        """The longest prompt (chat template included) the backend accepts."""
+        ...
