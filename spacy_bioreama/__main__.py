@@ -1,0 +1,5 @@
+"""`python -m spacy_bioreama` runs the command-line interface."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,344 @@
+"""The `bio_relation_llm` pipeline component.
+
+Doc → prompts (tasks/) → one batched call to the generation backend per task →
+parsed answers → grounded spans in `doc.ents` / `doc.spans["bio_entities"]` and
+relations in `doc._.relations`. Anything the model says that cannot be parsed or found
+in the text is dropped and counted in `component.stats`, never raised and never invented.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.util import minibatch
+
+from . import relations as _relations  # noqa: F401  (registers the Doc extensions)
+from .annotation import set_entities
+from .models.backend import GenerationBackend
+from .relations import Relation
+from .schema import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS, BIORED_TYPE_PAIRS
+from .scoring import make_bio_scorer
+from .tasks import ner
+from .tasks import relation as re_task
+from .tasks.windows import split_windows
+
+TASK_ENTITIES = "entities"
+TASK_RELATIONS = "relations"
+ADAPTER_DIR = "adapter"
+SETTINGS_FILE = "settings.json"
+# Prompt tokens kept free for the instruction, chat template and entity names, on top
+# of the measured instruction length, when cutting documents into windows.
+PROMPT_MARGIN_TOKENS = 96
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "model": "default",
+    "adapter": None,
+    "entity_labels": list(BIORED_ENTITY_LABELS),
+    "relation_labels": list(BIORED_RELATION_LABELS),
+    "relation_type_pairs": list(BIORED_TYPE_PAIRS),
+    "tasks": [TASK_ENTITIES, TASK_RELATIONS],
+    "batch_size": 8,
+    "max_new_tokens": 128,
+    "max_prompt_tokens": 1024,
+    "max_pairs_per_window": 100,
+    "relation_threshold": 0.0,
+    "device": "auto",
+    "scorer": {"@scorers": "spacy_bioreama.bio_scorer.v1"},
+}
+
+
+@Language.factory(
+    "bio_relation_llm",
+    assigns=["doc.ents", "doc.spans", "doc._.relations"],
+    default_config=DEFAULT_CONFIG,
+    default_score_weights={
+        "ents_f": 0.5,
+        "rel_micro_f": 0.5,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+        "rel_micro_p": 0.0,
+        "rel_micro_r": 0.0,
+    },
+)
+def make_bio_relation_llm(
+    nlp: Language,
+    name: str,
+    model: str,
+    adapter: str | None,
+    entity_labels: list[str],
+    relation_labels: list[str],
+    relation_type_pairs: list[str],
+    tasks: list[str],
+    batch_size: int,
+    max_new_tokens: int,
+    max_prompt_tokens: int,
+    max_pairs_per_window: int,
+    relation_threshold: float,
+    device: str,
+    scorer: Callable[..., dict[str, Any]] | None,
+) -> BioRelationLLM:
+    """Factory registered as `bio_relation_llm` (also via the spacy_factories entry point)."""
+    return BioRelationLLM(
+        nlp,
+        name,
+        model=model,
+        adapter=adapter,
+        entity_labels=entity_labels,
+        relation_labels=relation_labels,
+        relation_type_pairs=relation_type_pairs,
+        tasks=tasks,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        max_prompt_tokens=max_prompt_tokens,
+        max_pairs_per_window=max_pairs_per_window,
+        relation_threshold=relation_threshold,
+        device=device,
+        scorer=scorer,
+    )
+
+
+class BioRelationLLM:
+    """Entities and relations from an (instruction-tuned) causal LM.
+
+    The backend is loaded on first use, so building or loading a pipeline is cheap and
+    `from_disk` can point the component at its saved adapter before any weights load.
+    """
+
+    def __init__(
+        self,
+        nlp: Language,
+        name: str = "bio_relation_llm",
+        *,
+        model: str = "default",
+        adapter: str | None = None,
+        entity_labels: Sequence[str] = BIORED_ENTITY_LABELS,
+        relation_labels: Sequence[str] = BIORED_RELATION_LABELS,
+        relation_type_pairs: Sequence[str] = BIORED_TYPE_PAIRS,
+        tasks: Sequence[str] = (TASK_ENTITIES, TASK_RELATIONS),
+        batch_size: int = 8,
+        max_new_tokens: int = 128,
+        max_prompt_tokens: int = 1024,
+        max_pairs_per_window: int = 100,
+        relation_threshold: float = 0.0,
+        device: str = "auto",
+        scorer: Callable[..., dict[str, Any]] | None = None,
+        backend: GenerationBackend | None = None,
+    ) -> None:
+        unknown = set(tasks) - {TASK_ENTITIES, TASK_RELATIONS}
+        if unknown or not tasks:
+            raise ValueError(
+                f"bio_relation_llm: tasks must be a non-empty subset of "
+                f"['{TASK_ENTITIES}', '{TASK_RELATIONS}'], got {list(tasks)}"
+            )
+        if TASK_ENTITIES in tasks and not entity_labels:
+            raise ValueError("bio_relation_llm: entity_labels is empty")
+        if TASK_RELATIONS in tasks and not relation_labels:
+            raise ValueError("bio_relation_llm: relation_labels is empty")
+        for value, field in ((batch_size, "batch_size"), (max_new_tokens, "max_new_tokens")):
+            if value < 1:
+                raise ValueError(f"bio_relation_llm: {field} must be >= 1, got {value}")
+        if max_prompt_tokens < 2 * PROMPT_MARGIN_TOKENS:
+            raise ValueError(
+                f"bio_relation_llm: max_prompt_tokens must be >= {2 * PROMPT_MARGIN_TOKENS}"
+            )
+        self.nlp = nlp
+        self.name = name
+        self.model = model
+        self.adapter = adapter
+        self.entity_labels = list(entity_labels)
+        self.relation_labels = list(relation_labels)
+        self.relation_type_pairs = list(relation_type_pairs)
+        self._allowed_pairs = re_task.parse_type_pairs(self.relation_type_pairs)
+        self.tasks = list(tasks)
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_pairs_per_window = max_pairs_per_window
+        self.relation_threshold = relation_threshold
+        self.device = device
+        self.scorer = scorer if scorer is not None else make_bio_scorer()
+        self._backend = backend
+        self._window_budget: int | None = None
+        self.stats: Counter[str] = Counter()
+
+    # -- backend ---------------------------------------------------------------------
+    @property
+    def backend(self) -> GenerationBackend:
+        """The generation backend, loaded on first use."""
+        if self._backend is None:
+            from .models import load_backend
+
+            self._backend = load_backend(
+                self.model,
+                adapter=self.adapter,
+                device=self.device,
+                max_prompt_tokens=self.max_prompt_tokens,
+                batch_size=self.batch_size,
+            )
+        return self._backend
+
+    def _budget(self) -> int:
+        """Tokens of document text that fit one prompt next to the longest instruction."""
+        if self._window_budget is None:
+            count = self.backend.count_tokens
+            overhead = max(
+                count(ner.INSTRUCTIONS[0].format(types=", ".join(self.entity_labels))),
+                count(
+                    re_task.INSTRUCTIONS[0].format(
+                        labels=", ".join(re_task.answer_choices(self.relation_labels))
+                    )
+                ),
+            )
+            self._window_budget = max(32, self.max_prompt_tokens - overhead - PROMPT_MARGIN_TOKENS)
+        return self._window_budget
+
+    # -- processing ------------------------------------------------------------------
+    def __call__(self, doc: Doc) -> Doc:
+        return next(iter(self.pipe([doc], batch_size=1)))
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int | None = None) -> Iterator[Doc]:
+        """Annotate documents, sending all prompts of a batch to the backend at once."""
+        for docs in minibatch(stream, size=batch_size or self.batch_size):
+            yield from self._process(list(docs))
+
+    def _process(self, docs: list[Doc]) -> list[Doc]:
+        self.stats["docs"] += len(docs)
+        budget = self._budget()
+        windows = [split_windows(doc, self.backend.count_tokens, budget) for doc in docs]
+        self.stats["windows"] += sum(len(w) for w in windows)
+        if TASK_ENTITIES in self.tasks:
+            self._predict_entities(docs, windows)
+        if TASK_RELATIONS in self.tasks:
+            self._predict_relations(docs, windows)
+        return docs
+
+    def _predict_entities(self, docs: list[Doc], windows: list[list[tuple[int, int]]]) -> None:
+        examples = [
+            (i, ner.build_example(doc, self.entity_labels, window))
+            for i, doc in enumerate(docs)
+            for window in windows[i]
+        ]
+        generations = self._generate([ex for _, ex in examples], self.max_new_tokens)
+        spans_per_doc: list[list] = [[] for _ in docs]
+        for (i, example), generation in zip(examples, generations, strict=True):
+            parsed = ner.parse_answer(generation.text, self.entity_labels)
+            self.stats["ner_answers"] += 1
+            self.stats["ner_lines_unparseable"] += parsed.unparseable_lines
+            self.stats["ner_lines_unknown_type"] += parsed.unknown_labels
+            if generation.truncated:
+                self.stats["ner_answers_truncated"] += 1
+            well_formed = generation.text.strip() and not (
+                parsed.unparseable_lines or parsed.unknown_labels
+            )
+            if not well_formed:
+                self.stats["ner_answers_unparseable"] += 1
+            spans_per_doc[i].extend(
+                ner.ground(docs[i], parsed.mentions, example.meta["window"], self.stats)
+            )
+        for doc, spans in zip(docs, spans_per_doc, strict=True):
+            self.stats["entity_mentions"] += len(spans)
+            self.stats["entity_mentions_overflow"] += set_entities(doc, spans)
+
+    def _predict_relations(self, docs: list[Doc], windows: list[list[tuple[int, int]]]) -> None:
+        examples = []
+        for i, doc in enumerate(docs):
+            for window in windows[i]:
+                concepts = re_task.collect_concepts(doc, window)
+                pairs = re_task.candidate_pairs(concepts, self._allowed_pairs)
+                if len(pairs) > self.max_pairs_per_window:
+                    self.stats["re_pairs_skipped"] += len(pairs) - self.max_pairs_per_window
+                    pairs = pairs[: self.max_pairs_per_window]
+                for head, tail in pairs:
+                    examples.append(
+                        (i, re_task.build_example(doc, head, tail, self.relation_labels, window))
+                    )
+        self.stats["re_pairs"] += len(examples)
+        max_choice = max((len(c) for c in re_task.answer_choices(self.relation_labels)), default=8)
+        generations = self._generate(
+            [ex for _, ex in examples], max_new_tokens=max_choice + 4, constrained=True
+        )
+        best: list[dict[frozenset[str], Relation]] = [{} for _ in docs]
+        for (i, example), generation in zip(examples, generations, strict=True):
+            label = re_task.parse_answer(generation.text, self.relation_labels)
+            if label is None:
+                self.stats["re_answers_unparseable"] += 1
+                continue
+            if label == re_task.NO_RELATION:
+                continue
+            score = min(1.0, max(0.0, math.exp(generation.logprob)))
+            if score < self.relation_threshold:
+                self.stats["re_below_threshold"] += 1
+                continue
+            head, tail = example.meta["head"], example.meta["tail"]
+            key = frozenset((head.concept_id, tail.concept_id))
+            # A document-level relation holds whichever window states it: keep the
+            # most confident positive answer for the concept pair.
+            if key not in best[i] or best[i][key].score < score:
+                best[i][key] = Relation(
+                    head.mention, tail.mention, head.concept_id, tail.concept_id, label, score
+                )
+        for doc, found in zip(docs, best, strict=True):
+            rels = sorted(found.values(), key=lambda r: (r.head, r.tail, r.label))
+            self.stats["relations"] += len(rels)
+            doc._.relations = rels
+
+    def _generate(self, examples: list, max_new_tokens: int, constrained: bool = False) -> list:
+        if not examples:
+            return []
+        generations = self.backend.generate(
+            [ex.chat_prompt() for ex in examples],
+            max_new_tokens=max_new_tokens,
+            choices=[ex.choices for ex in examples] if constrained else None,
+        )
+        self.stats["prompt_tokens"] += sum(g.prompt_tokens for g in generations)
+        self.stats["generated_tokens"] += sum(g.new_tokens for g in generations)
+        return generations
+
+    # -- scoring ---------------------------------------------------------------------
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
+        """spaCy-standard metrics (`ents_*`, `rel_*`) via the configured scorer."""
+        return self.scorer(examples, **kwargs)
+
+    # -- serialisation ---------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "adapter": ADAPTER_DIR if self.adapter else None,
+        }
+
+    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
+        """Save settings and copy the adapter (the base model is referenced, not copied)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.adapter:
+            source = Path(self.adapter)
+            if not source.is_dir():
+                raise FileNotFoundError(f"bio_relation_llm: adapter directory {source} not found")
+            target = path / ADAPTER_DIR
+            if source.resolve() != target.resolve():
+                if target.exists():
+                    shutil.rmtree(target)
+                shutil.copytree(source, target)
+        (path / SETTINGS_FILE).write_text(json.dumps(self._settings(), indent=2))
+
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> BioRelationLLM:
+        """Load settings; a saved adapter replaces the configured one."""
+        path = Path(path)
+        settings_file = path / SETTINGS_FILE
+        if settings_file.exists():
+            settings = json.loads(settings_file.read_text())
+            self.model = settings.get("model", self.model)
+            if settings.get("adapter"):
+                self.adapter = str(path / settings["adapter"])
+        self._backend = None
+        self._window_budget = None
+        return self

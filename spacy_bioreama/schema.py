@@ -1,0 +1,35 @@
+"""Default label schema: BioRED's entity types, relation types and the entity type
+pairs its relations connect (counted on BioRED train; see DESIGN.md)."""
+
+BIORED_ENTITY_LABELS = (
+    "GeneOrGeneProduct",
+    "DiseaseOrPhenotypicFeature",
+    "ChemicalEntity",
+    "OrganismTaxon",
+    "SequenceVariant",
+    "CellLine",
+)
+
+BIORED_RELATION_LABELS = (
+    "Association",
+    "Positive_Correlation",
+    "Negative_Correlation",
+    "Bind",
+    "Cotreatment",
+    "Comparison",
+    "Drug_Interaction",
+    "Conversion",
+)
+
+# Type pairs of the 4,178 BioRED train relations (counts in comments).
+BIORED_TYPE_PAIRS = (
+    "DiseaseOrPhenotypicFeature|GeneOrGeneProduct",  # 1045
+    "ChemicalEntity|DiseaseOrPhenotypicFeature",  # 812
+    "GeneOrGeneProduct|GeneOrGeneProduct",  # 792
+    "ChemicalEntity|GeneOrGeneProduct",  # 621
+    "DiseaseOrPhenotypicFeature|SequenceVariant",  # 538
+    "ChemicalEntity|ChemicalEntity",  # 308
+    "ChemicalEntity|SequenceVariant",  # 49
+    "SequenceVariant|SequenceVariant",  # 12
+    "GeneOrGeneProduct|SequenceVariant",  # 1
+)

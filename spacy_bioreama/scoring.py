@@ -1,0 +1,135 @@
+"""Scorers with spaCy-standard keys (see DESIGN.md, "Evaluation protocol").
+
+* NER: strict mention-level P/R/F over all mentions (`doc.ents` plus the overflow group):
+  a prediction counts when its character offsets and type equal a gold mention's.
+* RE: BioRED-style, document level, on concept pairs (unordered), in three settings:
+  pair only (`rel_pair_*`), pair + type (`rel_micro_*`, spaCy's conventional key, plus
+  `rel_per_type`) and pair + type + novelty (`rel_novelty_*`). A predicted concept is
+  mapped to the gold concepts that share one of its mentions (same character offsets),
+  so the same code scores both the gold-entities and the end-to-end setting.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from spacy.scorer import PRFScore
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.util import registry
+
+from .annotation import all_mentions, concept_ids
+
+
+def _mention_keys(doc: Doc) -> set[tuple[int, int, str]]:
+    return {(s.start_char, s.end_char, s.label_) for s in all_mentions(doc)}
+
+
+def score_entities(examples: Iterable[Example]) -> dict[str, Any]:
+    """Strict mention-level NER scores over all mentions."""
+    total = PRFScore()
+    per_type: dict[str, PRFScore] = defaultdict(PRFScore)
+    for eg in examples:
+        pred, gold = _mention_keys(eg.predicted), _mention_keys(eg.reference)
+        for key in pred | gold:
+            score = per_type[key[2]]
+            if key in pred and key in gold:
+                total.tp += 1
+                score.tp += 1
+            elif key in pred:
+                total.fp += 1
+                score.fp += 1
+            else:
+                total.fn += 1
+                score.fn += 1
+    return {
+        "ents_p": total.precision,
+        "ents_r": total.recall,
+        "ents_f": total.fscore,
+        "ents_per_type": {k: v.to_dict() for k, v in sorted(per_type.items())},
+    }
+
+
+def _concept_mentions(doc: Doc) -> dict[str, set[tuple[int, int]]]:
+    mentions: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    for span in all_mentions(doc):
+        for cid in concept_ids(span):
+            mentions[cid].add((span.start_char, span.end_char))
+    return mentions
+
+
+def _concept_map(pred: Doc, gold: Doc) -> dict[str, set[str]]:
+    """Predicted concept id → gold concept ids sharing at least one mention."""
+    gold_by_offsets: dict[tuple[int, int], set[str]] = defaultdict(set)
+    for cid, offsets in _concept_mentions(gold).items():
+        for off in offsets:
+            gold_by_offsets[off].add(cid)
+    mapping: dict[str, set[str]] = {}
+    for cid, offsets in _concept_mentions(pred).items():
+        mapping[cid] = set().union(*(gold_by_offsets.get(o, set()) for o in offsets))
+    return mapping
+
+
+def relation_keys(
+    doc: Doc, concept_map: dict[str, set[str]] | None = None
+) -> set[tuple[frozenset[str], str, str | None]]:
+    """(unordered concept pair, label, novelty) for each relation of `doc`, with concept
+    ids mapped through `concept_map` (predictions) when given. Unmapped concepts keep a
+    marker id, so they can only ever count as false positives."""
+    keys = set()
+    for rel in doc._.relations:
+        if concept_map is None:
+            heads, tails = {rel.head_id}, {rel.tail_id}
+        else:
+            heads = concept_map.get(rel.head_id) or {f"<unmatched>{rel.head_id}"}
+            tails = concept_map.get(rel.tail_id) or {f"<unmatched>{rel.tail_id}"}
+        for h in heads:
+            for t in tails:
+                if h != t:
+                    keys.add((frozenset((h, t)), rel.label, rel.novel))
+    return keys
+
+
+def _prf(pred: set, gold: set, score: PRFScore) -> None:
+    score.tp += len(pred & gold)
+    score.fp += len(pred - gold)
+    score.fn += len(gold - pred)
+
+
+def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
+    """BioRED document-level relation scores in the three settings."""
+    pair, typed, novelty = PRFScore(), PRFScore(), PRFScore()
+    per_type: dict[str, PRFScore] = defaultdict(PRFScore)
+    for eg in examples:
+        gold = relation_keys(eg.reference)
+        pred = relation_keys(eg.predicted, _concept_map(eg.predicted, eg.reference))
+        _prf({k[0] for k in pred}, {k[0] for k in gold}, pair)
+        _prf({k[:2] for k in pred}, {k[:2] for k in gold}, typed)
+        _prf(pred, gold, novelty)
+        for label in {k[1] for k in pred | gold}:
+            _prf(
+                {k[:2] for k in pred if k[1] == label},
+                {k[:2] for k in gold if k[1] == label},
+                per_type[label],
+            )
+    out: dict[str, Any] = {}
+    for prefix, score in (("rel_pair", pair), ("rel_micro", typed), ("rel_novelty", novelty)):
+        out[f"{prefix}_p"] = score.precision
+        out[f"{prefix}_r"] = score.recall
+        out[f"{prefix}_f"] = score.fscore
+    out["rel_per_type"] = {k: v.to_dict() for k, v in sorted(per_type.items())}
+    return out
+
+
+def score_bio(examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
+    """NER and RE scores for a list of examples."""
+    examples = list(examples)
+    return {**score_entities(examples), **score_relations(examples)}
+
+
+@registry.scorers("spacy_bioreama.bio_scorer.v1")
+def make_bio_scorer():
+    """Registered scorer factory used by the component's default config."""
+    return score_bio

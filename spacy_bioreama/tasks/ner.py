@@ -1,0 +1,172 @@
+"""Named entity recognition as typed span lists (BioMistral-NLU style).
+
+The answer has one line per requested type, in the order the instruction lists them::
+
+    GeneOrGeneProduct: NIS ... sodium/iodide symporter
+    DiseaseOrPhenotypicFeature: None
+
+Listing each surface form once (not every mention) keeps answers short; grounding then
+marks every occurrence of a listed form in the text, as PubTator corpora annotate every
+mention. The same module renders gold targets for training and parses model answers.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from spacy.tokens import Doc, Span
+
+from ..annotation import all_mentions, normalise_concept
+from .base import TaskExample, pick_instruction
+
+TASK_NAME = "ner"
+SEPARATOR = " ... "
+EMPTY = "None"
+
+INSTRUCTIONS = (
+    "Extract every mention of these biomedical entity types from the text: {types}. "
+    "Answer with one line per type, in this order, as 'Type: mention ... mention', "
+    "copying each mention exactly as written; write 'Type: None' for a type with no mention.",
+    "Find all entities of the types {types} in the passage below. For each type, in the "
+    "order given, write a line 'Type: mention ... mention' with the mentions copied verbatim, "
+    "or 'Type: None' if there are none.",
+    "You are a biomedical annotator. List the {types} mentioned in the text. Give one line "
+    "per type in the given order, formatted 'Type: mention ... mention'; use 'Type: None' "
+    "when the type does not occur. Copy mentions exactly.",
+    "Named entity recognition. Entity types: {types}. Output one line per type in the given "
+    "order: the type, a colon, then its mentions from the text separated by ' ... ', or None.",
+    "Read the biomedical text and identify all entity mentions of the types {types}. Reply "
+    "with lines of the form 'Type: mention ... mention' (one per type, in order; 'Type: None' "
+    "if absent), using the exact words of the text.",
+)
+
+_LINE = re.compile(r"^\s*[-*]?\s*([A-Za-z][\w /-]*?)\s*:\s*(.*?)\s*$")
+
+
+@dataclass
+class ParsedEntities:
+    """Mentions parsed from one answer, with what could not be parsed."""
+
+    mentions: list[tuple[str, str]]
+    unparseable_lines: int
+    unknown_labels: int
+
+
+def build_example(
+    doc: Doc,
+    labels: Sequence[str],
+    window: tuple[int, int] | None = None,
+    *,
+    with_target: bool = False,
+    rng: random.Random | None = None,
+) -> TaskExample:
+    """The NER example for `doc` (or the character window of it)."""
+    start, end = window if window is not None else (0, len(doc.text))
+    instruction = pick_instruction(INSTRUCTIONS, rng).format(types=", ".join(labels))
+    target = render_target(doc, labels, (start, end)) if with_target else None
+    return TaskExample(
+        task=TASK_NAME,
+        instruction=instruction,
+        input=f"Text: {doc.text[start:end]}",
+        output=target,
+        meta={"window": (start, end)},
+    )
+
+
+def render_target(doc: Doc, labels: Sequence[str], window: tuple[int, int]) -> str:
+    """Gold answer: per type, the distinct surface forms in order of first appearance."""
+    start, end = window
+    forms: dict[str, list[str]] = {label: [] for label in labels}
+    for span in all_mentions(doc):
+        if span.label_ in forms and start <= span.start_char and span.end_char <= end:
+            if span.text not in forms[span.label_]:
+                forms[span.label_].append(span.text)
+    return "\n".join(
+        f"{label}: {SEPARATOR.join(forms[label]) if forms[label] else EMPTY}" for label in labels
+    )
+
+
+def parse_answer(answer: str, labels: Sequence[str]) -> ParsedEntities:
+    """Parse `Type: a ... b` lines. Types are matched case-insensitively; lines that do
+    not have that shape, or name a type that was not asked for, are counted."""
+    by_lower = {label.lower(): label for label in labels}
+    mentions: list[tuple[str, str]] = []
+    bad = unknown = 0
+    for line in answer.splitlines():
+        if not line.strip():
+            continue
+        match = _LINE.match(line)
+        if not match:
+            bad += 1
+            continue
+        label = by_lower.get(match.group(1).strip().lower())
+        if label is None:
+            unknown += 1
+            continue
+        value = match.group(2).strip()
+        if not value or value.lower() in {EMPTY.lower(), "none.", "n/a", "-"}:
+            continue
+        for form in value.split(SEPARATOR.strip()):
+            form = form.strip().strip("'\"`")
+            if form and (label, form) not in mentions:
+                mentions.append((label, form))
+    return ParsedEntities(mentions, bad, unknown)
+
+
+def _is_word_edge(text: str, index: int, inside: str) -> bool:
+    """True when `index` does not cut through an alphanumeric run (`inside` is the
+    character of the mention at that edge)."""
+    if index <= 0 or index >= len(text) or not inside.isalnum():
+        return True
+    return not (text[index - 1].isalnum() and text[index].isalnum())
+
+
+def find_occurrences(text: str, form: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Every occurrence of `form` in `text[start:end]` that starts and ends on word edges;
+    exact case first, case-insensitive only when the exact form does not occur."""
+    if not form:
+        return []
+    hits: list[tuple[int, int]] = []
+    for haystack, needle in ((text, form), (text.lower(), form.lower())):
+        if len(haystack) != len(text):  # lower() changed lengths: offsets unusable
+            continue
+        pos = haystack.find(needle, start, end)
+        while pos != -1:
+            stop = pos + len(needle)
+            if _is_word_edge(text, pos, needle[0]) and _is_word_edge(text, stop, needle[-1]):
+                hits.append((pos, stop))
+            pos = haystack.find(needle, pos + 1, end)
+        if hits:
+            break
+    return hits
+
+
+def ground(
+    doc: Doc, parsed: Iterable[tuple[str, str]], window: tuple[int, int], stats: Counter
+) -> list[Span]:
+    """Turn parsed (label, form) pairs into spans of `doc`: every occurrence of each form
+    inside the window. Forms not found are counted as ungroundable; spans that do not
+    fall on token edges are expanded to the enclosing tokens and counted."""
+    spans: list[Span] = []
+    for label, form in parsed:
+        stats["entities_predicted"] += 1
+        hits = find_occurrences(doc.text, form, *window)
+        if not hits:
+            stats["entities_ungroundable"] += 1
+            continue
+        for s, e in hits:
+            span = doc.char_span(s, e, label=label)
+            if span is None:
+                span = doc.char_span(s, e, label=label, alignment_mode="expand")
+                stats["mentions_expanded_to_tokens"] += 1
+            if span is None:  # only whitespace
+                stats["entities_ungroundable"] += 1
+                continue
+            spans.append(
+                Span(doc, span.start, span.end, label=label, kb_id=normalise_concept(span.text))
+            )
+    return spans

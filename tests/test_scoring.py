@@ -1,0 +1,91 @@
+"""Scorer tests with hand-computed expected values."""
+
+import pytest
+import spacy
+from spacy.training import Example
+
+from spacy_bioreama.annotation import set_entities
+from spacy_bioreama.relations import Relation
+from spacy_bioreama.scoring import score_bio
+
+TEXT = "Aspirin reduces fever and aspirin causes ulcers in COX1 mice."
+#       0      7       15    21  25      33     40     47 50  55
+
+
+@pytest.fixture
+def nlp():
+    return spacy.blank("en")
+
+
+def _doc(nlp, mentions, relations=()):
+    doc = nlp(TEXT)
+    set_entities(doc, [doc.char_span(s, e, label=lab, kb_id=kb) for s, e, lab, kb in mentions])
+    doc._.relations = list(relations)
+    return doc
+
+
+GOLD_MENTIONS = [
+    (0, 7, "Chemical", "C1"),
+    (16, 21, "Disease", "D1"),
+    (26, 33, "Chemical", "C1"),
+    (41, 47, "Disease", "D2"),
+    (51, 55, "Gene", "G1"),
+]
+
+
+def test_entities_and_relations_end_to_end(nlp):
+    gold = _doc(
+        nlp,
+        GOLD_MENTIONS,
+        [
+            Relation((0, 1), (2, 3), "C1", "D1", "Negative_Correlation", novel="Novel"),
+            Relation((0, 1), (6, 7), "C1", "D2", "Positive_Correlation", novel="No"),
+        ],
+    )
+    # Predicted: aspirin (both, as concept "aspirin"), fever, "ulcers in" (wrong span),
+    # "mice" (not in gold).
+    pred = _doc(
+        nlp,
+        [
+            (0, 7, "Chemical", "aspirin"),
+            (16, 21, "Disease", "fever"),
+            (26, 33, "Chemical", "aspirin"),
+            (41, 50, "Disease", "ulcers in"),
+            (56, 60, "Species", "mice"),
+        ],
+        [
+            # reversed direction of a gold pair, right type
+            Relation((2, 3), (0, 1), "fever", "aspirin", "Negative_Correlation", 0.9),
+            # duplicate of the same relation
+            Relation((0, 1), (2, 3), "aspirin", "fever", "Negative_Correlation", 0.8),
+            # pair with an unmatched concept: false positive
+            Relation((0, 1), (6, 8), "aspirin", "ulcers in", "Positive_Correlation", 0.7),
+        ],
+    )
+    scores = score_bio([Example(pred, gold)])
+    # NER: 3 tp (aspirin x2, fever), 2 fp, 2 fn
+    assert scores["ents_p"] == pytest.approx(3 / 5)
+    assert scores["ents_r"] == pytest.approx(3 / 5)
+    assert scores["ents_per_type"]["Species"]["p"] == 0.0
+    # RE: pred keys {C1-D1 Neg}, {unmatched Pos}; gold {C1-D1 Neg, C1-D2 Pos}
+    assert scores["rel_micro_p"] == pytest.approx(1 / 2)
+    assert scores["rel_micro_r"] == pytest.approx(1 / 2)
+    assert scores["rel_pair_f"] == pytest.approx(1 / 2)
+    # novelty: predictions carry none, so nothing matches
+    assert scores["rel_novelty_f"] == 0.0
+    assert scores["rel_per_type"]["Negative_Correlation"]["f"] == pytest.approx(1.0)
+    assert scores["rel_per_type"]["Positive_Correlation"]["r"] == 0.0
+
+
+def test_wrong_label_counts_for_pair_only(nlp):
+    gold = _doc(nlp, GOLD_MENTIONS, [Relation((0, 1), (2, 3), "C1", "D1", "Association")])
+    pred = _doc(nlp, GOLD_MENTIONS, [Relation((0, 1), (2, 3), "C1", "D1", "Bind")])
+    scores = score_bio([Example(pred, gold)])
+    assert scores["rel_pair_f"] == 1.0
+    assert scores["rel_micro_f"] == 0.0
+
+
+def test_empty_documents_score_zero_not_crash(nlp):
+    empty = nlp("")
+    scores = score_bio([Example(empty, nlp(""))])
+    assert scores["ents_f"] == 0.0 and scores["rel_micro_f"] == 0.0

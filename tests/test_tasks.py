@@ -1,0 +1,143 @@
+"""Task modules: gold targets parse back to the gold annotations; answers are parsed
+defensively; windows cover the text within budget."""
+
+from collections import Counter
+
+import pytest
+import spacy
+
+from spacy_bioreama.annotation import all_mentions, set_entities
+from spacy_bioreama.relations import Relation
+from spacy_bioreama.tasks import ner
+from spacy_bioreama.tasks import relation as re_task
+from spacy_bioreama.tasks.windows import split_windows
+
+LABELS = ["Gene", "Disease", "Chemical"]
+TEXT = (
+    "NIS mutations cause congenital hypothyroidism. Iodide partially corrected the "
+    "hypothyroidism; NIS-mediated uptake was low."
+)
+
+
+@pytest.fixture
+def nlp():
+    return spacy.blank("en")
+
+
+@pytest.fixture
+def gold(nlp):
+    doc = nlp(TEXT)
+    spans = []
+    for form, label, kb in [
+        ("NIS", "Gene", "6528"),
+        ("congenital hypothyroidism", "Disease", "D003409"),
+        ("hypothyroidism", "Disease", "D007037"),
+        ("Iodide", "Chemical", "D007454"),
+    ]:
+        start = 0
+        while (i := TEXT.find(form, start)) != -1:
+            span = doc.char_span(i, i + len(form), label=label, kb_id=kb)
+            if span is not None:
+                spans.append(span)
+            start = i + 1
+    set_entities(doc, spans)
+    return doc
+
+
+def test_ner_target_parses_and_grounds_to_gold(nlp, gold):
+    target = ner.render_target(gold, LABELS, (0, len(TEXT)))
+    assert target.splitlines()[0] == "Gene: NIS"
+    assert target.splitlines()[1] == "Disease: congenital hypothyroidism ... hypothyroidism"
+    parsed = ner.parse_answer(target, LABELS)
+    assert parsed.unparseable_lines == 0 and parsed.unknown_labels == 0
+    doc = nlp(TEXT)
+    stats = Counter()
+    set_entities(doc, ner.ground(doc, parsed.mentions, (0, len(TEXT)), stats))
+    got = {(s.start_char, s.end_char, s.label_) for s in all_mentions(doc)}
+    want = {(s.start_char, s.end_char, s.label_) for s in all_mentions(gold)}
+    assert got == want
+    assert stats["entities_ungroundable"] == 0
+
+
+def test_ner_parser_counts_junk_and_unknown_types():
+    answer = (
+        "Gene: NIS ... TSH\nthis is chatter\nOrgan: thyroid\ndisease: None\n- Chemical: 'iodide'"
+    )
+    parsed = ner.parse_answer(answer, LABELS)
+    assert parsed.mentions == [("Gene", "NIS"), ("Gene", "TSH"), ("Chemical", "iodide")]
+    assert parsed.unparseable_lines == 1
+    assert parsed.unknown_labels == 1
+
+
+def test_grounding_never_invents_and_respects_word_edges(nlp):
+    doc = nlp("The NISX gene and NIS protein; nis again.")
+    stats = Counter()
+    spans = ner.ground(doc, [("Gene", "NIS"), ("Gene", "zzqxv")], (0, len(doc.text)), stats)
+    assert [s.text for s in spans] == ["NIS"]  # exact case first, never inside NISX
+    assert stats["entities_ungroundable"] == 1
+    spans = ner.ground(doc, [("Gene", "Nis")], (0, len(doc.text)), stats)
+    assert sorted(s.start_char for s in spans) == [18, 31]  # case-insensitive fallback
+
+
+def test_ner_prompt_contains_window_only(nlp, gold):
+    example = ner.build_example(gold, LABELS, (47, 93))
+    assert example.input == "Text: " + TEXT[47:93]
+    assert example.output is None
+    assert "Gene, Disease, Chemical" in example.instruction
+
+
+def test_paraphrases_are_seeded(nlp, gold):
+    import random
+
+    a = [ner.build_example(gold, LABELS, rng=random.Random(3)).instruction for _ in range(1)]
+    b = [ner.build_example(gold, LABELS, rng=random.Random(3)).instruction for _ in range(1)]
+    assert a == b
+    assert len(set(ner.INSTRUCTIONS)) >= 5 and len(set(re_task.INSTRUCTIONS)) >= 5
+
+
+def test_relation_candidates_and_gold_labels(gold):
+    gold._.relations = [Relation((0, 1), (3, 5), "6528", "D003409", "Association")]
+    concepts = re_task.collect_concepts(gold)
+    assert [c.concept_id for c in concepts] == ["6528", "D003409", "D007037", "D007454"]
+    allowed = re_task.parse_type_pairs(["Gene|Disease"])
+    pairs = re_task.candidate_pairs(concepts, allowed)
+    assert [(h.concept_id, t.concept_id) for h, t in pairs] == [
+        ("6528", "D003409"),
+        ("6528", "D007037"),
+    ]
+    assert re_task.gold_label(gold, *pairs[0]) == "Association"
+    assert re_task.gold_label(gold, *pairs[1]) == re_task.NO_RELATION
+    example = re_task.build_example(gold, *pairs[0], ["Association", "Bind"])
+    assert example.choices == ("Association", "Bind", "None")
+    assert "Entity 1: NIS (Gene)" in example.input
+
+
+def test_relation_answer_parsing():
+    labels = ["Association", "Bind"]
+    assert re_task.parse_answer("association", labels) == "Association"
+    assert re_task.parse_answer("Evidence: x\nAnswer: Bind.", labels) == "Bind"
+    assert re_task.parse_answer("None", labels) == re_task.NO_RELATION
+    assert re_task.parse_answer("maybe", labels) is None
+    assert re_task.parse_answer("", labels) is None
+    with pytest.raises(ValueError, match="TypeA"):
+        re_task.parse_type_pairs(["Gene"])
+
+
+def test_windows_cover_text_within_budget(nlp):
+    text = " ".join(f"Sentence number {i} mentions BRCA{i} and cancer." for i in range(200))
+    doc = nlp(text)
+
+    def count(t):
+        return len(t.split())
+
+    windows = split_windows(doc, count, 40)
+    assert len(windows) > 1
+    assert all(count(text[a:b]) <= 40 for a, b in windows)
+    covered = "".join(text[a:b] for a, b in windows).replace(" ", "")
+    assert covered == text.replace(" ", "")
+    # a single over-long "sentence" is cut at token boundaries
+    long_doc = nlp("word " * 300)
+    windows = split_windows(long_doc, count, 50)
+    assert all(count(long_doc.text[a:b]) <= 50 for a, b in windows)
+    assert sum(count(long_doc.text[a:b]) for a, b in windows) == 300
+    assert split_windows(nlp("   "), count, 50) == []
