@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
+from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
@@ -26,34 +27,34 @@ def normalise_concept(text: str) -> str:
 def split_at_boundaries(doc: Doc, boundaries: Iterable[int]) -> Doc:
     """Return `doc` re-tokenised so that every character offset in `boundaries`
     falls on a token edge (the text is unchanged). Returns `doc` itself when no
-    token needs splitting."""
-    cuts = sorted({b for b in boundaries if 0 < b < len(doc.text)})
+    token needs splitting. Linear in the number of tokens."""
+    text = doc.text
+    boundaries = {b for b in boundaries if 0 < b < len(text)}
+    if not boundaries:
+        return doc
+    arr = doc.to_array([IDX, LENGTH])
+    starts = arr[:, 0].tolist()
+    ends = (arr[:, 0] + arr[:, 1]).tolist()
+    edges = set(starts) | set(ends)
+    cuts = sorted(b for b in boundaries if b not in edges)
     if not cuts:
         return doc
     words: list[str] = []
     spaces: list[bool] = []
-    changed = False
     ci = 0
-    for token in doc:
-        start, end = token.idx, token.idx + len(token.text)
+    for token, start, end in zip(doc, starts, ends, strict=True):
         while ci < len(cuts) and cuts[ci] <= start:
             ci += 1
-        pieces_at = [start]
-        j = ci
-        while j < len(cuts) and cuts[j] < end:
-            pieces_at.append(cuts[j])
-            j += 1
-        pieces_at.append(end)
-        if len(pieces_at) > 2:
-            changed = True
-        for k in range(len(pieces_at) - 1):
-            words.append(doc.text[pieces_at[k] : pieces_at[k + 1]])
-            last = k == len(pieces_at) - 2
-            spaces.append(bool(token.whitespace_) if last else False)
-    if not changed:
-        return doc
+        pos = start
+        while ci < len(cuts) and cuts[ci] < end:
+            words.append(text[pos : cuts[ci]])
+            spaces.append(False)
+            pos = cuts[ci]
+            ci += 1
+        words.append(text[pos:end])
+        spaces.append(bool(token.whitespace_))
     new = Doc(doc.vocab, words=words, spaces=spaces)
-    assert new.text == doc.text
+    assert new.text == text
     return new
 
 
@@ -89,11 +90,30 @@ def all_mentions(doc: Doc) -> list[Span]:
     return sorted(spans, key=lambda s: (s.start, s.end, s.label_))
 
 
-def concept_ids(span: Span) -> list[str]:
-    """The concept ids of a mention: corpus ids may list several (``A,B`` / ``A;B``);
-    without an id, the normalised surface form."""
-    if span.kb_id_:
-        return [i for i in re.split(r"[,;|]", span.kb_id_) if i and i != "-"] or [
-            normalise_concept(span.text)
-        ]
-    return [normalise_concept(span.text)]
+_PRIMARY_SPLIT = re.compile(r"[,;]")
+_NO_ID = {"", "-", "-1"}
+
+
+def split_concept_ids(kb_id: str) -> tuple[list[str], list[str]]:
+    """The concept ids of a corpus id field, in two tiers.
+
+    Primary ids: the field split on ``,`` and ``;`` (BioRED, PubTator). Secondary ids:
+    each primary id further split on ``|`` -- BC5CDR and NCBI-disease list several ids
+    as ``A|B``, while BioRED uses ``|`` inside single ids (variants ``c|DEL|657|5``,
+    composite concepts ``D017180|D014693`` that relations name as a whole). Lookups
+    try the primary tier first, so ``|`` never splits an id a relation names whole.
+    ``-`` and ``-1`` mean "no id" and are dropped.
+    """
+    primary = [p.strip() for p in _PRIMARY_SPLIT.split(kb_id) if p.strip() not in _NO_ID]
+    secondary = [
+        s.strip() for p in primary if "|" in p for s in p.split("|") if s.strip() not in _NO_ID
+    ]
+    return primary, secondary
+
+
+def concept_ids(span: Span, *, expand_composite: bool = False) -> list[str]:
+    """The concept ids of a mention (primary tier; with `expand_composite`, the ``|``
+    parts as well); without an id, the normalised surface form."""
+    primary, secondary = split_concept_ids(span.kb_id_)
+    ids = primary + [s for s in secondary if s not in primary] if expand_composite else primary
+    return ids or [normalise_concept(span.text)]

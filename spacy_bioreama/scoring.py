@@ -55,7 +55,7 @@ def score_entities(examples: Iterable[Example]) -> dict[str, Any]:
 def _concept_mentions(doc: Doc) -> dict[str, set[tuple[int, int]]]:
     mentions: dict[str, set[tuple[int, int]]] = defaultdict(set)
     for span in all_mentions(doc):
-        for cid in concept_ids(span):
+        for cid in concept_ids(span, expand_composite=True):
             mentions[cid].add((span.start_char, span.end_char))
     return mentions
 
@@ -72,23 +72,39 @@ def _concept_map(pred: Doc, gold: Doc) -> dict[str, set[str]]:
     return mapping
 
 
-def relation_keys(
-    doc: Doc, concept_map: dict[str, set[str]] | None = None
-) -> set[tuple[frozenset[str], str, str | None]]:
-    """(unordered concept pair, label, novelty) for each relation of `doc`, with concept
-    ids mapped through `concept_map` (predictions) when given. Unmapped concepts keep a
-    marker id, so they can only ever count as false positives."""
+RelationKey = tuple[frozenset[str], str, str | None]
+
+
+def gold_relation_keys(doc: Doc) -> set[RelationKey]:
+    """(unordered concept pair, label, novelty) for each gold relation of `doc`."""
+    return {
+        (frozenset((r.head_id, r.tail_id)), r.label, r.novel)
+        for r in doc._.relations
+        if r.head_id != r.tail_id
+    }
+
+
+def predicted_relation_keys(
+    doc: Doc, concept_map: dict[str, set[str]], gold: set[RelationKey]
+) -> set[RelationKey]:
+    """One key per predicted relation, its concepts mapped to gold concepts. A concept
+    that maps to several gold concepts (composite mentions) takes the reading that
+    matches a gold relation, if any, so one prediction is never counted twice; an
+    unmapped concept keeps a marker id and can only be a false positive."""
+    gold_pairs = {k[0] for k in gold}
+    gold_typed = {k[:2] for k in gold}
     keys = set()
     for rel in doc._.relations:
-        if concept_map is None:
-            heads, tails = {rel.head_id}, {rel.tail_id}
-        else:
-            heads = concept_map.get(rel.head_id) or {f"<unmatched>{rel.head_id}"}
-            tails = concept_map.get(rel.tail_id) or {f"<unmatched>{rel.tail_id}"}
-        for h in heads:
-            for t in tails:
-                if h != t:
-                    keys.add((frozenset((h, t)), rel.label, rel.novel))
+        heads = sorted(concept_map.get(rel.head_id) or {f"<unmatched>{rel.head_id}"})
+        tails = sorted(concept_map.get(rel.tail_id) or {f"<unmatched>{rel.tail_id}"})
+        pairs = [frozenset((h, t)) for h in heads for t in tails if h != t]
+        if not pairs:
+            continue
+        pick = next(
+            (p for p in pairs if (p, rel.label) in gold_typed),
+            next((p for p in pairs if p in gold_pairs), pairs[0]),
+        )
+        keys.add((pick, rel.label, rel.novel))
     return keys
 
 
@@ -103,8 +119,8 @@ def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
     pair, typed, novelty = PRFScore(), PRFScore(), PRFScore()
     per_type: dict[str, PRFScore] = defaultdict(PRFScore)
     for eg in examples:
-        gold = relation_keys(eg.reference)
-        pred = relation_keys(eg.predicted, _concept_map(eg.predicted, eg.reference))
+        gold = gold_relation_keys(eg.reference)
+        pred = predicted_relation_keys(eg.predicted, _concept_map(eg.predicted, eg.reference), gold)
         _prf({k[0] for k in pred}, {k[0] for k in gold}, pair)
         _prf({k[:2] for k in pred}, {k[:2] for k in gold}, typed)
         _prf(pred, gold, novelty)

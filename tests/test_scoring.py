@@ -89,3 +89,13 @@ def test_empty_documents_score_zero_not_crash(nlp):
     empty = nlp("")
     scores = score_bio([Example(empty, nlp(""))])
     assert scores["ents_f"] == 0.0 and scores["rel_micro_f"] == 0.0
+
+
+def test_composite_gold_concept_counts_once(nlp):
+    mentions = [(0, 7, "Chemical", "C1"), (41, 47, "Disease", "D1|D2")]
+    gold = _doc(nlp, mentions, [Relation((0, 1), (6, 7), "C1", "D2", "CID")])
+    # gold-entities setting: the prediction names the composite concept as a whole
+    pred = _doc(nlp, mentions, [Relation((0, 1), (6, 7), "C1", "D1|D2", "CID", 0.6)])
+    scores = score_bio([Example(pred, gold)])
+    assert scores["rel_micro_p"] == pytest.approx(1.0)
+    assert scores["rel_micro_r"] == pytest.approx(1.0)

@@ -1,0 +1,280 @@
+"""Shared machinery of the corpus readers.
+
+Every reader parses its format into plain `MentionSpec` / `RelationSpec` records and
+hands them to `build_doc`, which applies the same rules to every corpus:
+
+- a mention is placed only if its offsets lie inside the text and the text at those
+  offsets equals the annotated text (a difference in trailing/leading whitespace of the
+  annotated text is accepted and reported as an adjustment); otherwise it is reported
+  as unplaced;
+- the text is tokenised with `make_aligned_doc`, so every mention boundary is a token
+  edge, and the mentions go through `set_entities` (`doc.ents` + the overflow group);
+- a concept-level relation is anchored on a representative mention of each concept:
+  the first mention in `doc.ents` (document order) whose concept ids contain the id,
+  or, if no mention in `doc.ents` has it, the first one in the overflow group. A
+  mention-level relation (DDI pairs, masked TSV pairs, BioC relations with nodes) is
+  anchored on its own mentions. A relation that cannot be anchored is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from spacy.tokens import Doc, Span
+
+from ..annotation import make_aligned_doc, set_entities, split_concept_ids
+from ..relations import Relation
+from .report import ConversionReport
+
+MakeDoc = Callable[[str], Doc]
+PathArg = str | PathLike
+
+DOC_ID_KEY = "doc_id"
+DISCONTINUOUS_KEY = "discontinuous"
+
+
+class CorpusFormatError(ValueError):
+    """Malformed corpus input. The message names the file and, where known, the line."""
+
+    def __init__(self, path: PathArg | None, message: str, line: int | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.reason = message
+        where = self.path or "<input>"
+        if line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {message}")
+
+
+@lru_cache(maxsize=1)
+def default_make_doc() -> MakeDoc:
+    """`spacy.blank("en").make_doc`, created once."""
+    import spacy
+
+    return spacy.blank("en").make_doc
+
+
+def resolve_make_doc(make_doc: MakeDoc | None) -> MakeDoc:
+    return default_make_doc() if make_doc is None else make_doc
+
+
+def read_text(path: PathArg) -> str:
+    """Read a UTF-8 text file; decoding errors become a `CorpusFormatError` with a line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise CorpusFormatError(path, f"not valid UTF-8 ({err.reason})", line) from None
+
+
+def split_lines(text: str) -> list[str]:
+    """Split on '\\n' only (never on other Unicode line separators that may occur inside
+    a sentence) and drop a trailing '\\r' (CRLF files)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+@dataclass
+class MentionSpec:
+    """A mention as read from the corpus (character offsets, end exclusive)."""
+
+    start: int
+    end: int
+    label: str
+    kb_id: str = ""
+    text: str | None = None  # the annotated text, checked against the document
+    key: Hashable | None = None  # identity for mention-level relations
+    fragments: Sequence[tuple[int, int]] | None = None  # discontinuous: exact pieces
+
+
+@dataclass
+class RelationSpec:
+    """A relation as read from the corpus.
+
+    Concept level (BioRED, BC5CDR): `head_id` / `tail_id` are concept ids, anchored on
+    representative mentions. Mention level: `head_key` / `tail_key` name `MentionSpec.key`s.
+    """
+
+    head_id: str
+    tail_id: str
+    label: str
+    novel: str | None = None
+    head_key: Hashable | None = None
+    tail_key: Hashable | None = None
+    where: str = ""  # where in the input (for reports)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_mention(
+    m: MentionSpec, text: str, doc_id: str, report: ConversionReport
+) -> MentionSpec | None:
+    """Validate offsets and text; return the mention to place or None (reported)."""
+    shown = m.text if m.text is not None else ""
+    if not (0 <= m.start < m.end <= len(text)):
+        report.unplaceable(
+            doc_id,
+            f"offsets outside the document text (length {len(text)}) or empty",
+            m.start,
+            m.end,
+            f"{shown!r} ({m.label})",
+        )
+        return None
+    actual = text[m.start : m.end]
+    if m.text is not None and actual != m.text:
+        if actual == m.text.strip():
+            report.adjust(
+                doc_id,
+                "annotated text has extra whitespace at its ends; kept at the given offsets",
+                m.start,
+                m.end,
+                f"{m.text!r} ({m.label})",
+            )
+        else:
+            report.unplaceable(
+                doc_id,
+                f"text at the offsets is {actual!r}, not the annotated text",
+                m.start,
+                m.end,
+                f"{m.text!r} ({m.label})",
+            )
+            return None
+    if actual != actual.strip():
+        report.unplaceable(
+            doc_id,
+            "mention starts or ends with whitespace and cannot be aligned to tokens",
+            m.start,
+            m.end,
+            f"{actual!r} ({m.label})",
+        )
+        return None
+    return m
+
+
+def build_doc(
+    make_doc: MakeDoc,
+    text: str,
+    doc_id: str,
+    mentions: Iterable[MentionSpec],
+    relations: Iterable[RelationSpec],
+    report: ConversionReport,
+    *,
+    extra_boundaries: Iterable[int] = (),
+    user_data: dict[str, Any] | None = None,
+) -> Doc:
+    """Place `mentions` and `relations` on a Doc of `text` (see the module docstring),
+    count the Doc in `report` and return it."""
+    placed = [m for m in mentions if _check_mention(m, text, doc_id, report) is not None]
+    boundaries = [b for m in placed for b in (m.start, m.end)]
+    boundaries.extend(extra_boundaries)
+    doc = make_aligned_doc(make_doc, text, boundaries)
+    doc.user_data[DOC_ID_KEY] = doc_id
+    if user_data:
+        doc.user_data.update(user_data)
+
+    spans: list[Span] = []
+    by_key: dict[Hashable, Span] = {}
+    discontinuous: dict[str, tuple[tuple[int, int], ...]] = {}
+    for m in placed:
+        span = doc.char_span(m.start, m.end, label=m.label, kb_id=m.kb_id)
+        if span is None:  # cannot happen after alignment; kept as a guard, reported
+            report.unplaceable(doc_id, "cannot align to tokens", m.start, m.end, repr(m.text))
+            continue
+        spans.append(span)
+        if m.key is not None:
+            by_key[m.key] = span
+        if m.fragments:
+            # tuples: what msgpack (DocBin) gives back, so round trips compare equal
+            discontinuous[str(m.key if m.key is not None else f"{m.start}-{m.end}")] = tuple(
+                (int(a), int(b)) for a, b in m.fragments
+            )
+    seen: set[tuple[int, int, str, str]] = set()
+    for span in spans:
+        key4 = (span.start, span.end, span.label_, span.kb_id_)
+        if key4 in seen:
+            report.adjust(
+                doc_id,
+                "the same mention (offsets, type, id) is annotated twice; kept once",
+                span.start_char,
+                span.end_char,
+                f"{span.text!r} ({span.label_})",
+            )
+        seen.add(key4)
+    set_entities(doc, spans)
+    if discontinuous:
+        doc.user_data[DISCONTINUOUS_KEY] = discontinuous
+
+    doc._.relations = _place_relations(doc, spans, by_key, list(relations), doc_id, report)
+    report.add_doc(doc)
+    return doc
+
+
+def _place_relations(
+    doc: Doc,
+    spans: list[Span],
+    by_key: dict[Hashable, Span],
+    relations: list[RelationSpec],
+    doc_id: str,
+    report: ConversionReport,
+) -> list[Relation]:
+    if not relations:
+        return []
+    ent_keys = {(e.start, e.end, e.label_, e.kb_id_) for e in doc.ents}
+    # doc.ents first (document order), then overflow mentions (document order)
+    ordered = sorted(
+        spans,
+        key=lambda s: ((s.start, s.end, s.label_, s.kb_id_) not in ent_keys, s.start, s.end),
+    )
+    primary: dict[str, Span] = {}
+    secondary: dict[str, Span] = {}
+    for span in ordered:
+        first, second = split_concept_ids(span.kb_id_)
+        for cid in first:
+            primary.setdefault(cid, span)
+        for cid in second:
+            secondary.setdefault(cid, span)
+
+    out: list[Relation] = []
+    for rel in relations:
+        anchors: list[Span | None] = []
+        for cid, key in ((rel.head_id, rel.head_key), (rel.tail_id, rel.tail_key)):
+            if key is not None:
+                anchors.append(by_key.get(key))
+            else:
+                anchors.append(primary.get(cid) or secondary.get(cid))
+        head, tail = anchors
+        if head is None or tail is None:
+            missing = [
+                str(k if k is not None else c)
+                for a, c, k in (
+                    (head, rel.head_id, rel.head_key),
+                    (tail, rel.tail_id, rel.tail_key),
+                )
+                if a is None
+            ]
+            what = "entity" if rel.head_key is not None or rel.tail_key is not None else "concept"
+            report.unplaceable(
+                doc_id,
+                f"no placed mention of the {what} {', '.join(missing)}",
+                annotation=f"{rel.label}({rel.head_id}, {rel.tail_id}){rel.where}",
+            )
+            continue
+        out.append(
+            Relation(
+                head=(head.start, head.end),
+                tail=(tail.start, tail.end),
+                head_id=rel.head_id,
+                tail_id=rel.tail_id,
+                label=rel.label,
+                score=1.0,
+                novel=rel.novel,
+            )
+        )
+    return out

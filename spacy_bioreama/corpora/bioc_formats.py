@@ -1,0 +1,256 @@
+"""BioC XML and BioC JSON readers (both through the `bioc` package's data model).
+
+Document text: the passages placed at their ``offset`` (BioC offsets are document
+offsets), gaps filled with spaces -- for PubTator-derived collections such as BioRED
+this is exactly ``title + " " + abstract``, so the Docs equal those of the PubTator
+reader. A passage given as sentences (no passage text) is assembled the same way.
+
+Annotations anywhere (passages, sentences, document level) become mentions:
+``label_`` = infon ``type``, ``kb_id_`` = infon ``identifier`` (or ``Identifier``,
+``MESH``, ``NCBI Gene``, whichever exists first). An annotation with several locations
+(discontinuous) is kept as one span covering its first to last location (as DDI), its
+exact pieces stored in ``doc.user_data["discontinuous"]`` and reported.
+
+Relations:
+- infons ``entity1`` / ``entity2`` (BioRED): concept level, label = infon ``type``,
+  ``novel`` = infon ``novel``;
+- infons ``Chemical`` / ``Disease`` (BC5CDR BioC): concept level, label = infon
+  ``relation`` (``CID``);
+- otherwise nodes: the first two nodes' ``refid`` name annotations (mention level).
+
+BioRED's JSON as published lacks keys that ``bioc.biocjson`` requires (collection /
+document / passage ``infons``, passage ``sentences`` and ``relations``, relation
+``nodes``); they are filled with empty values before parsing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import bioc
+import bioc.biocjson
+import bioc.biocxml
+from bioc import BioCAnnotation, BioCCollection, BioCDocument, BioCRelation
+from spacy.tokens import Doc
+
+from .base import (
+    CorpusFormatError,
+    MakeDoc,
+    MentionSpec,
+    PathArg,
+    RelationSpec,
+    build_doc,
+    read_text,
+    resolve_make_doc,
+)
+from .report import ConversionReport
+
+ID_INFONS = ("identifier", "Identifier", "MESH", "NCBI Gene")
+LABEL_INFONS = ("type", "relation", "relation_type", "Type")
+
+
+# -- loading -------------------------------------------------------------------------
+def load_bioc_xml(path: PathArg) -> BioCCollection:
+    """Parse a BioC XML file with `bioc.biocxml`; syntax errors name file and line."""
+    from lxml import etree
+
+    try:
+        with open(path, "rb") as fp:
+            return bioc.biocxml.load(fp)
+    except etree.XMLSyntaxError as err:
+        raise CorpusFormatError(path, f"invalid XML: {err.msg}", err.lineno) from None
+    except (ValueError, TypeError, AttributeError) as err:
+        raise CorpusFormatError(path, f"invalid BioC XML: {err}") from None
+
+
+def _fill_json(obj: dict[str, Any], path: PathArg) -> dict[str, Any]:
+    """Add the keys `bioc.biocjson` requires and BioRED's JSON leaves out."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("documents"), list):
+        raise CorpusFormatError(path, "not a BioC JSON collection (no 'documents' list)")
+    for key in ("source", "date", "key"):
+        obj.setdefault(key, "")
+    obj.setdefault("infons", {})
+
+    def fill_annotations(holder: dict[str, Any]) -> None:
+        for ann in holder.setdefault("annotations", []):
+            ann.setdefault("infons", {})
+            ann.setdefault("text", None)
+            ann.setdefault("locations", [])
+        for rel in holder.setdefault("relations", []):
+            rel.setdefault("infons", {})
+            rel.setdefault("nodes", [])
+
+    for doc in obj["documents"]:
+        if not isinstance(doc, dict) or "id" not in doc:
+            raise CorpusFormatError(path, "a document without an 'id'")
+        doc.setdefault("infons", {})
+        for passage in doc.setdefault("passages", []):
+            passage.setdefault("infons", {})
+            if "offset" not in passage:
+                raise CorpusFormatError(path, f"document {doc['id']}: passage without 'offset'")
+            for sentence in passage.setdefault("sentences", []):
+                sentence.setdefault("infons", {})
+                sentence.setdefault("text", "")
+                fill_annotations(sentence)
+            fill_annotations(passage)
+        fill_annotations(doc)
+    return obj
+
+
+def load_bioc_json(path: PathArg) -> BioCCollection:
+    """Parse a BioC JSON file (missing keys filled in) with `bioc.biocjson`."""
+    try:
+        obj = json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise CorpusFormatError(path, f"invalid JSON: {err.msg}", err.lineno) from None
+    obj = _fill_json(obj, path)
+    try:
+        return bioc.biocjson.decoder.parse_collection(obj)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CorpusFormatError(path, f"invalid BioC JSON: missing or bad field {err}") from None
+
+
+# -- conversion ------------------------------------------------------------------------
+def _document_text(document: BioCDocument, path: PathArg) -> str:
+    pieces: list[tuple[int, str]] = []
+    for passage in document.passages:
+        if passage.text is not None:
+            pieces.append((int(passage.offset), passage.text))
+        else:
+            pieces.extend((int(s.offset), s.text or "") for s in passage.sentences)
+    text = ""
+    for offset, piece in sorted(pieces, key=lambda p: p[0]):
+        if offset < len(text):
+            raise CorpusFormatError(
+                path, f"document {document.id}: text at offset {offset} overlaps earlier text"
+            )
+        text += " " * (offset - len(text)) + piece
+    return text
+
+
+def _all_annotations(document: BioCDocument) -> Iterable[BioCAnnotation]:
+    for passage in document.passages:
+        yield from passage.annotations
+        for sentence in passage.sentences:
+            yield from sentence.annotations
+    yield from document.annotations
+
+
+def _all_relations(document: BioCDocument) -> Iterable[BioCRelation]:
+    yield from document.relations
+    for passage in document.passages:
+        yield from passage.relations
+        for sentence in passage.sentences:
+            yield from sentence.relations
+
+
+def _first_infon(infons: dict[str, str], keys: Iterable[str]) -> str:
+    for key in keys:
+        if infons.get(key) not in (None, ""):
+            return str(infons[key])
+    return ""
+
+
+def bioc_document_to_doc(
+    document: BioCDocument, make_doc: MakeDoc, report: ConversionReport, path: PathArg
+) -> Doc:
+    """Build the spaCy Doc of one BioC document."""
+    doc_id = str(document.id)
+    text = _document_text(document, path)
+    mentions: list[MentionSpec] = []
+    ann_ids: dict[str, str] = {}
+    for ann in _all_annotations(document):
+        label = _first_infon(ann.infons, ("type", "Type"))
+        kb_id = _first_infon(ann.infons, ID_INFONS).strip()
+        locations = sorted((int(loc.offset), int(loc.end)) for loc in ann.locations)
+        if not locations:
+            report.unplaceable(doc_id, "annotation without a location", annotation=repr(ann.text))
+            continue
+        start, end = locations[0][0], max(e for _, e in locations)
+        fragments = None
+        expected = ann.text
+        if len(locations) > 1:
+            fragments = [tuple(loc) for loc in locations]
+            expected = None  # the text of a discontinuous annotation joins its pieces
+            report.adjust(
+                doc_id,
+                f"discontinuous annotation {locations} kept as one covering span",
+                start,
+                end,
+                f"{ann.text!r} ({label})",
+            )
+        key = str(ann.id) if ann.id is not None else None
+        if key is not None:
+            ann_ids[key] = kb_id or key
+        mentions.append(MentionSpec(start, end, label, kb_id, expected, key, fragments))
+
+    relations: list[RelationSpec] = []
+    for rel in _all_relations(document):
+        infons = rel.infons
+        label = _first_infon(infons, LABEL_INFONS)
+        novel = infons.get("novel") or infons.get("Novel")
+        where = f" (relation {rel.id})" if rel.id else ""
+        if "entity1" in infons and "entity2" in infons:
+            relations.append(
+                RelationSpec(infons["entity1"], infons["entity2"], label, novel, where=where)
+            )
+        elif "Chemical" in infons and "Disease" in infons:
+            relations.append(
+                RelationSpec(infons["Chemical"], infons["Disease"], label, novel, where=where)
+            )
+        elif len(rel.nodes) >= 2:
+            head, tail = rel.nodes[0].refid, rel.nodes[1].refid
+            relations.append(
+                RelationSpec(
+                    ann_ids.get(head, head),
+                    ann_ids.get(tail, tail),
+                    label,
+                    novel,
+                    head_key=head,
+                    tail_key=tail,
+                    where=where,
+                )
+            )
+        else:
+            report.unplaceable(
+                doc_id,
+                "relation names neither entity1/entity2 infons nor two nodes",
+                annotation=f"{label}{where}",
+            )
+    return build_doc(make_doc, text, doc_id, mentions, relations, report)
+
+
+def _read_collection(
+    collection: BioCCollection,
+    path: PathArg,
+    make_doc: MakeDoc,
+    report: ConversionReport,
+) -> Iterator[Doc]:
+    seen: set[str] = set()
+    for document in collection.documents:
+        if str(document.id) in seen:
+            report.adjust(str(document.id), "document id occurs more than once")
+        seen.add(str(document.id))
+        yield bioc_document_to_doc(document, make_doc, report, path)
+
+
+def read_bioc_xml(
+    path: PathArg,
+    make_doc: MakeDoc | None = None,
+    report: ConversionReport | None = None,
+) -> Iterator[Doc]:
+    """Read a BioC XML collection: one Doc per document."""
+    report = ConversionReport("bioc-xml", str(path)) if report is None else report
+    yield from _read_collection(load_bioc_xml(path), path, resolve_make_doc(make_doc), report)
+
+
+def read_bioc_json(
+    path: PathArg,
+    make_doc: MakeDoc | None = None,
+    report: ConversionReport | None = None,
+) -> Iterator[Doc]:
+    """Read a BioC JSON collection (BioRED's JSON included): one Doc per document."""
+    report = ConversionReport("bioc-json", str(path)) if report is None else report
+    yield from _read_collection(load_bioc_json(path), path, resolve_make_doc(make_doc), report)
