@@ -117,3 +117,19 @@ def concept_ids(span: Span, *, expand_composite: bool = False) -> list[str]:
     primary, secondary = split_concept_ids(span.kb_id_)
     ids = primary + [s for s in secondary if s not in primary] if expand_composite else primary
     return ids or [normalise_concept(span.text)]
+
+
+def copy_for_prediction(
+    make_doc: Callable[[str], Doc], doc: Doc, keep_entities: bool = False
+) -> Doc:
+    """A fresh Doc with `doc`'s text and, with `keep_entities`, its mentions (kb ids
+    included) but never its relations: the input for predicting on gold data."""
+    mentions = all_mentions(doc) if keep_entities else []
+    new = make_aligned_doc(
+        make_doc, doc.text, [o for s in mentions for o in (s.start_char, s.end_char)]
+    )
+    set_entities(
+        new,
+        [new.char_span(s.start_char, s.end_char, label=s.label_, kb_id=s.kb_id_) for s in mentions],
+    )
+    return new

@@ -84,37 +84,109 @@ def annotate(
 
     A .txt INPUT holds one document per line. With `--tasks relations` the entities
     already in INPUT are kept and only relations are predicted."""
-    import spacy
     from spacy.tokens import DocBin
-    from spacy.training import Example
-    from tqdm import tqdm
 
-    from .scoring import score_bio
-
-    if pipeline is not None:
-        nlp = spacy.load(pipeline)
-        component = next(c for _, c in nlp.pipeline if c.__class__.__name__ == "BioRelationLLM")
-    else:
-        nlp = spacy.blank("en")
-        component = nlp.add_pipe(
-            "bio_relation_llm",
-            config={
-                "model": model,
-                "adapter": adapter,
-                "tasks": [t.strip() for t in tasks.split(",") if t.strip()],
-                "batch_size": batch_size,
-                "device": device,
-            },
-        )
+    nlp, component = _build_pipeline(pipeline, model, adapter, tasks, batch_size, device)
     if input_path.suffix == ".txt":
-        texts = [line.rstrip("\n") for line in input_path.read_text(encoding="utf8").splitlines()]
+        texts = input_path.read_text(encoding="utf8").splitlines()
         gold = [nlp.make_doc(t) for t in texts]
     else:
         gold = list(DocBin().from_disk(input_path).get_docs(nlp.vocab))
     if limit:
         gold = gold[:limit]
+    predicted, summary = _run(nlp, component, gold, batch_size, score)
+    DocBin(docs=predicted, store_user_data=True).to_disk(output_path)
+    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"wrote {output_path}", err=True)
+
+
+@app.command()
+def demo(
+    limit: Annotated[int, typer.Option(min=1, help="Number of BioRED dev abstracts.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help=f"Corpora folder (default ${DATA_DIR_ENV} or ../shared/data)"),
+    ] = None,
+    model: Annotated[str, typer.Option(help="Base model name or path.")] = "default",
+    adapter: Annotated[str | None, typer.Option(help="PEFT LoRA adapter directory.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
+) -> None:
+    """The main job: annotate BioRED dev abstracts with the embedded model (or yours),
+    show the first document's entities and relations, then throughput and scores."""
+    from .corpora import read
+
+    source = (data_dir or default_data_dir()) / "biored" / "Dev.PubTator"
+    if not source.exists():
+        typer.secho(
+            f"error: {source} not found; set ${DATA_DIR_ENV} or --data-dir to the corpora folder",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1)
+    nlp, component = _build_pipeline(None, model, adapter, "entities,relations", batch_size, device)
+    gold = []
+    for doc in read("pubtator", source, make_doc=nlp.make_doc):
+        gold.append(doc)
+        if len(gold) >= limit:
+            break
+    predicted, summary = _run(nlp, component, gold, batch_size, score=True)
+    first = predicted[0]
+    typer.echo(f"document {gold[0].user_data.get('doc_id', 0)}: {first.text[:200]}...")
+    typer.echo("entities:")
+    for ent in first.ents:
+        typer.echo(f"  {ent.label_:<28} {ent.text!r}")
+    typer.echo("relations:")
+    for rel in first._.relations:
+        typer.echo(
+            f"  {rel.head_span(first).text!r} --{rel.label}--> {rel.tail_span(first).text!r}"
+            f"  (confidence {rel.score:.2f})"
+        )
+    scores = summary["scores"]
+    typer.echo(
+        f"BioRED dev, {len(gold)} documents, model={model}, adapter={adapter}: "
+        f"NER F1 {scores['ents_f']:.3f}, RE F1 (pair+type, end to end) "
+        f"{scores['rel_micro_f']:.3f}"
+    )
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def _build_pipeline(pipeline, model, adapter, tasks, batch_size, device):
+    import spacy
+
+    from .component import BioRelationLLM
+
+    if pipeline is not None:
+        nlp = spacy.load(pipeline)
+        component = next((c for _, c in nlp.pipeline if isinstance(c, BioRelationLLM)), None)
+        if component is None:
+            raise typer.BadParameter(f"{pipeline} has no bio_relation_llm component")
+        return nlp, component
+    nlp = spacy.blank("en")
+    component = nlp.add_pipe(
+        "bio_relation_llm",
+        config={
+            "model": model,
+            "adapter": adapter,
+            "tasks": [t.strip() for t in tasks.split(",") if t.strip()],
+            "batch_size": batch_size,
+            "device": device,
+        },
+    )
+    return nlp, component
+
+
+def _run(nlp, component, gold, batch_size: int, score: bool):
+    """Annotate fresh copies of `gold`; return predictions and a summary with docs/s,
+    peak RSS, the component's parse statistics and (optionally) scores."""
+    from spacy.training import Example
+    from tqdm import tqdm
+
+    from .annotation import copy_for_prediction
+    from .scoring import score_bio
+
     keep_ents = "entities" not in component.tasks
-    inputs = [_copy_for_prediction(nlp, doc, keep_ents) for doc in gold]
+    inputs = [copy_for_prediction(nlp.make_doc, doc, keep_ents) for doc in gold]
     _ = component.backend  # load the model before timing
     start = time.perf_counter()
     predicted = list(
@@ -127,39 +199,17 @@ def annotate(
         )
     )
     seconds = time.perf_counter() - start
-    DocBin(docs=predicted, store_user_data=True).to_disk(output_path)
-    stats = dict(component.stats)
     summary = {
         "docs": len(predicted),
         "seconds": round(seconds, 2),
         "docs_per_s": round(len(predicted) / seconds, 3) if seconds else None,
         "batch_size": batch_size,
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "stats": stats,
+        "stats": dict(component.stats),
     }
     if score:
         summary["scores"] = score_bio([Example(p, g) for p, g in zip(predicted, gold, strict=True)])
-    typer.echo(json.dumps(summary, indent=2))
-    typer.echo(f"wrote {output_path}", err=True)
-
-
-def _copy_for_prediction(nlp, doc, keep_ents: bool):
-    """A fresh Doc with the same text (and the gold entities when only relations are
-    predicted), so predictions never see gold relations."""
-    from .annotation import all_mentions, make_aligned_doc, set_entities
-
-    mentions = all_mentions(doc) if keep_ents else []
-    boundaries = [o for s in mentions for o in (s.start_char, s.end_char)]
-    new = make_aligned_doc(nlp.make_doc, doc.text, boundaries)
-    if mentions:
-        set_entities(
-            new,
-            [
-                new.char_span(s.start_char, s.end_char, label=s.label_, kb_id=s.kb_id_)
-                for s in mentions
-            ],
-        )
-    return new
+    return predicted, summary
 
 
 @app.command()

@@ -23,7 +23,7 @@ from spacy.util import minibatch
 
 from . import relations as _relations  # noqa: F401  (registers the Doc extensions)
 from .annotation import set_entities
-from .models.backend import GenerationBackend
+from .models.backend import Generation, GenerationBackend
 from .relations import Relation
 from .schema import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS, BIORED_TYPE_PAIRS
 from .scoring import make_bio_scorer
@@ -187,19 +187,25 @@ class BioRelationLLM:
         return self._backend
 
     def _budget(self) -> int:
-        """Tokens of document text that fit one prompt next to the longest instruction."""
+        """Tokens of document text that fit one prompt next to the longest instruction
+        (chat template included), keeping `PROMPT_MARGIN_TOKENS` for entity names."""
         if self._window_budget is None:
-            count = self.backend.count_tokens
-            overhead = max(
-                count(ner.INSTRUCTIONS[0].format(types=", ".join(self.entity_labels))),
-                count(
-                    re_task.INSTRUCTIONS[0].format(
-                        labels=", ".join(re_task.answer_choices(self.relation_labels))
-                    )
-                ),
-            )
+            empty = self.nlp.make_doc("")
+            examples = [ner.build_example(empty, self.entity_labels)]
+            if TASK_RELATIONS in self.tasks:
+                nobody = re_task.Concept("", "", "", (0, 0))
+                examples.append(re_task.build_example(empty, nobody, nobody, self.relation_labels))
+            overhead = max(self._prompt_tokens(ex) for ex in examples)
             self._window_budget = max(32, self.max_prompt_tokens - overhead - PROMPT_MARGIN_TOKENS)
         return self._window_budget
+
+    def _prompt_tokens(self, example) -> int:
+        """Length of an example's whole prompt; backends without a chat-aware counter
+        are asked for the user message only."""
+        counter = getattr(self.backend, "count_prompt_tokens", None)
+        if counter is not None:
+            return counter(example.chat_prompt())
+        return self.backend.count_tokens(example.chat_prompt().user)
 
     # -- processing ------------------------------------------------------------------
     def __call__(self, doc: Doc) -> Doc:
@@ -230,6 +236,8 @@ class BioRelationLLM:
         generations = self._generate([ex for _, ex in examples], self.max_new_tokens)
         spans_per_doc: list[list] = [[] for _ in docs]
         for (i, example), generation in zip(examples, generations, strict=True):
+            if generation is None:
+                continue
             parsed = ner.parse_answer(generation.text, self.entity_labels)
             self.stats["ner_answers"] += 1
             self.stats["ner_lines_unparseable"] += parsed.unparseable_lines
@@ -268,6 +276,8 @@ class BioRelationLLM:
         )
         best: list[dict[frozenset[str], Relation]] = [{} for _ in docs]
         for (i, example), generation in zip(examples, generations, strict=True):
+            if generation is None:
+                continue
             label = re_task.parse_answer(generation.text, self.relation_labels)
             if label is None:
                 self.stats["re_answers_unparseable"] += 1
@@ -291,17 +301,27 @@ class BioRelationLLM:
             self.stats["relations"] += len(rels)
             doc._.relations = rels
 
-    def _generate(self, examples: list, max_new_tokens: int, constrained: bool = False) -> list:
-        if not examples:
-            return []
-        generations = self.backend.generate(
-            [ex.chat_prompt() for ex in examples],
-            max_new_tokens=max_new_tokens,
-            choices=[ex.choices for ex in examples] if constrained else None,
+    def _generate(
+        self, examples: list, max_new_tokens: int, constrained: bool = False
+    ) -> list[Generation | None]:
+        """Answers for `examples`, in order; None for a prompt that does not fit the
+        model (e.g. very long entity names), counted as `prompts_too_long`."""
+        fits = [self._prompt_tokens(ex) <= self.backend.max_prompt_tokens for ex in examples]
+        self.stats["prompts_too_long"] += fits.count(False)
+        todo = [ex for ex, ok in zip(examples, fits, strict=True) if ok]
+        if not todo:
+            return [None] * len(examples)
+        generations = iter(
+            self.backend.generate(
+                [ex.chat_prompt() for ex in todo],
+                max_new_tokens=max_new_tokens,
+                choices=[ex.choices for ex in todo] if constrained else None,
+            )
         )
-        self.stats["prompt_tokens"] += sum(g.prompt_tokens for g in generations)
-        self.stats["generated_tokens"] += sum(g.new_tokens for g in generations)
-        return generations
+        out = [next(generations) if ok else None for ok in fits]
+        self.stats["prompt_tokens"] += sum(g.prompt_tokens for g in out if g is not None)
+        self.stats["generated_tokens"] += sum(g.new_tokens for g in out if g is not None)
+        return out
 
     # -- scoring ---------------------------------------------------------------------
     def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+# spacy-llm validates signatures by `typing.Iterable`'s name, not collections.abc's.
+from typing import Any, Iterable  # noqa: UP035
 
 from spacy.tokens import Doc
 from spacy_llm.registry import registry
@@ -137,6 +139,7 @@ class RELTask:
         self._labels = tuple(labels)
         self._allowed = re_task.parse_type_pairs(type_pairs)
         self.max_pairs = max_pairs
+        self.stats: Counter[str] = Counter()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -155,7 +158,10 @@ class RELTask:
             answers = _first(response) if isinstance(response, list | tuple) else []
             rels = []
             for example, answer in zip(self._examples(doc), answers, strict=False):
+                self.stats["re_pairs"] += 1
                 label = re_task.parse_answer(str(answer), self._labels)
+                if label is None:
+                    self.stats["re_answers_unparseable"] += 1
                 if label in (None, re_task.NO_RELATION):
                     continue
                 head, tail = example.meta["head"], example.meta["tail"]

