@@ -227,6 +227,13 @@ def info() -> None:
         f"torch {torch.__version__} (cuda: {torch.cuda.is_available()})"
     )
     typer.echo(f"data directory: {default_data_dir()}")
+    from .models import EmbeddedModelNotInstalled, cache_dir, find_gguf
+
+    try:
+        typer.echo(f"embedded model: {find_gguf()}")
+    except EmbeddedModelNotInstalled as err:
+        typer.echo(f"embedded model: not installed ({err})")
+    typer.echo(f"model cache: {cache_dir()}")
 
 
 def main() -> None:

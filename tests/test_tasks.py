@@ -61,10 +61,16 @@ def test_ner_target_parses_and_grounds_to_gold(nlp, gold):
 
 def test_ner_parser_counts_junk_and_unknown_types():
     answer = (
-        "Gene: NIS ... TSH\nthis is chatter\nOrgan: thyroid\ndisease: None\n- Chemical: 'iodide'"
+        "Gene: NIS ... TSH\nthis is chatter\nOrgan: thyroid\ndisease: None\n"
+        "- Chemical: 'iodide'\n2. Chemical: TSH"
     )
     parsed = ner.parse_answer(answer, LABELS)
-    assert parsed.mentions == [("Gene", "NIS"), ("Gene", "TSH"), ("Chemical", "iodide")]
+    assert parsed.mentions == [
+        ("Gene", "NIS"),
+        ("Gene", "TSH"),
+        ("Chemical", "iodide"),
+        ("Chemical", "TSH"),
+    ]
     assert parsed.unparseable_lines == 1
     assert parsed.unknown_labels == 1
 

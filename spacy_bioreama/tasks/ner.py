@@ -44,7 +44,8 @@ INSTRUCTIONS = (
     "if absent), using the exact words of the text.",
 )
 
-_LINE = re.compile(r"^\s*[-*]?\s*([A-Za-z][\w /-]*?)\s*:\s*(.*?)\s*$")
+# "Type: a ... b", tolerating a bullet or a number before the type ("- ", "2. ").
+_LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)])?\s*([A-Za-z][\w /-]*?)\s*:\s*(.*?)\s*$")
 
 
 @dataclass
