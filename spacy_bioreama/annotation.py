@@ -8,12 +8,15 @@ non-overlapping subset (longest first, spaCy's rule) and every other mention is 
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Iterable
 
 from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
+
+from .relations import USER_DATA_KEY as RELATIONS_KEY
 
 OVERFLOW_KEY = "bio_entities"
 _SPACE_RE = re.compile(r"\s+")
@@ -56,6 +59,29 @@ def split_at_boundaries(doc: Doc, boundaries: Iterable[int]) -> Doc:
     new = Doc(doc.vocab, words=words, spaces=spaces)
     assert new.text == text
     return new
+
+
+def split_tokens_at(doc: Doc, offsets: Iterable[int]) -> int:
+    """Split, in place, every token that one of the character `offsets` falls strictly
+    inside (the text is unchanged; entities and span groups are carried over by the
+    retokenizer). Returns the number of tokens split. Use it where the Doc belongs to
+    the caller; build a new aligned Doc with `make_aligned_doc` otherwise."""
+    starts = [t.idx for t in doc]
+    cuts: dict[int, set[int]] = {}
+    for offset in offsets:
+        i = bisect.bisect_right(starts, offset) - 1
+        if i >= 0 and starts[i] < offset < starts[i] + len(doc[i].text):
+            cuts.setdefault(i, set()).add(offset)
+    if not cuts:
+        return 0
+    with doc.retokenize() as retokenizer:
+        for i, points in cuts.items():
+            token = doc[i]
+            edges = [token.idx, *sorted(points), token.idx + len(token.text)]
+            orths = [doc.text[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+            head = (token, 0) if token.head.i == token.i else token.head
+            retokenizer.split(token, orths, heads=[head] + [(token, 0)] * (len(orths) - 1))
+    return len(cuts)
 
 
 def make_aligned_doc(
@@ -122,8 +148,9 @@ def concept_ids(span: Span, *, expand_composite: bool = False) -> list[str]:
 def copy_for_prediction(
     make_doc: Callable[[str], Doc], doc: Doc, keep_entities: bool = False
 ) -> Doc:
-    """A fresh Doc with `doc`'s text and, with `keep_entities`, its mentions (kb ids
-    included) but never its relations: the input for predicting on gold data."""
+    """A fresh Doc with `doc`'s text, its user data (document ids ...) and, with
+    `keep_entities`, its mentions (kb ids included), but never its relations: the
+    input for predicting on gold data."""
     mentions = all_mentions(doc) if keep_entities else []
     new = make_aligned_doc(
         make_doc, doc.text, [o for s in mentions for o in (s.start_char, s.end_char)]
@@ -132,4 +159,5 @@ def copy_for_prediction(
         new,
         [new.char_span(s.start_char, s.end_char, label=s.label_, kb_id=s.kb_id_) for s in mentions],
     )
+    new.user_data.update({k: v for k, v in doc.user_data.items() if k != RELATIONS_KEY})
     return new

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,12 @@ def default_data_dir() -> Path:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB (Linux reports KiB)."""
+    """Peak resident set size of this process in MB (Linux reports KiB; NaN where the
+    platform has no `resource` module)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return float("nan")
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -68,7 +72,10 @@ def annotate(
     model: Annotated[str, typer.Option(help="Base model name or path.")] = "default",
     adapter: Annotated[str | None, typer.Option(help="PEFT LoRA adapter directory.")] = None,
     pipeline: Annotated[
-        Path | None, typer.Option(help="A saved pipeline (overrides --model/--adapter).")
+        Path | None,
+        typer.Option(
+            help="A saved pipeline; its settings replace --model/--adapter/--tasks/--device."
+        ),
     ] = None,
     tasks: Annotated[str, typer.Option(help="entities,relations or relations")] = (
         "entities,relations"
@@ -130,6 +137,9 @@ def demo(
         gold.append(doc)
         if len(gold) >= limit:
             break
+    if not gold:
+        typer.secho(f"error: no documents in {source}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
     predicted, summary = _run(nlp, component, gold, batch_size, score=True)
     first = predicted[0]
     typer.echo(f"document {gold[0].user_data.get('doc_id', 0)}: {first.text[:200]}...")
@@ -145,7 +155,7 @@ def demo(
     scores = summary["scores"]
     typer.echo(
         f"BioRED dev, {len(gold)} documents, model={model}, adapter={adapter}: "
-        f"NER F1 {scores['ents_f']:.3f}, RE F1 (pair+type, end to end) "
+        f"NER F1 {scores['ents_f']:.3f}, RE F1 (pair + type, end to end) "
         f"{scores['rel_micro_f']:.3f}"
     )
     typer.echo(json.dumps(summary, indent=2))

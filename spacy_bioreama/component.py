@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -47,7 +48,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "relation_type_pairs": list(BIORED_TYPE_PAIRS),
     "tasks": [TASK_ENTITIES, TASK_RELATIONS],
     "batch_size": 8,
-    "max_new_tokens": 128,
+    "max_new_tokens": 256,
     "max_prompt_tokens": 1024,
     "max_pairs_per_window": 100,
     "relation_threshold": 0.0,
@@ -125,7 +126,7 @@ class BioRelationLLM:
         relation_type_pairs: Sequence[str] = BIORED_TYPE_PAIRS,
         tasks: Sequence[str] = (TASK_ENTITIES, TASK_RELATIONS),
         batch_size: int = 8,
-        max_new_tokens: int = 128,
+        max_new_tokens: int = 256,
         max_prompt_tokens: int = 1024,
         max_pairs_per_window: int = 100,
         relation_threshold: float = 0.0,
@@ -168,6 +169,7 @@ class BioRelationLLM:
         self.scorer = scorer if scorer is not None else make_bio_scorer()
         self._backend = backend
         self._window_budget: int | None = None
+        self._warned_type_pairs = False
         self.stats: Counter[str] = Counter()
 
     # -- backend ---------------------------------------------------------------------
@@ -196,7 +198,8 @@ class BioRelationLLM:
                 nobody = re_task.Concept("", "", "", (0, 0))
                 examples.append(re_task.build_example(empty, nobody, nobody, self.relation_labels))
             overhead = max(self._prompt_tokens(ex) for ex in examples)
-            self._window_budget = max(32, self.max_prompt_tokens - overhead - PROMPT_MARGIN_TOKENS)
+            limit = min(self.max_prompt_tokens, self.backend.max_prompt_tokens)
+            self._window_budget = max(32, limit - overhead - PROMPT_MARGIN_TOKENS)
         return self._window_budget
 
     def _prompt_tokens(self, example) -> int:
@@ -234,7 +237,7 @@ class BioRelationLLM:
             for window in windows[i]
         ]
         generations = self._generate([ex for _, ex in examples], self.max_new_tokens)
-        spans_per_doc: list[list] = [[] for _ in docs]
+        mentions_per_doc: list[list[tuple[int, int, str]]] = [[] for _ in docs]
         for (i, example), generation in zip(examples, generations, strict=True):
             if generation is None:
                 continue
@@ -244,15 +247,17 @@ class BioRelationLLM:
             self.stats["ner_lines_unknown_type"] += parsed.unknown_labels
             if generation.truncated:
                 self.stats["ner_answers_truncated"] += 1
+                parsed = ner.drop_cut_mention(parsed)
             well_formed = generation.text.strip() and not (
                 parsed.unparseable_lines or parsed.unknown_labels
             )
             if not well_formed:
                 self.stats["ner_answers_unparseable"] += 1
-            spans_per_doc[i].extend(
-                ner.ground(docs[i], parsed.mentions, example.meta["window"], self.stats)
+            mentions_per_doc[i].extend(
+                ner.ground(docs[i].text, parsed.mentions, example.meta["window"], self.stats)
             )
-        for doc, spans in zip(docs, spans_per_doc, strict=True):
+        for doc, mentions in zip(docs, mentions_per_doc, strict=True):
+            _, spans = ner.place_mentions(doc, mentions)
             self.stats["entity_mentions"] += len(spans)
             self.stats["entity_mentions_overflow"] += set_entities(doc, spans)
 
@@ -262,6 +267,8 @@ class BioRelationLLM:
             for window in windows[i]:
                 concepts = re_task.collect_concepts(doc, window)
                 pairs = re_task.candidate_pairs(concepts, self._allowed_pairs)
+                if len(concepts) > 1 and not pairs:
+                    self._warn_no_allowed_pairs(concepts)
                 if len(pairs) > self.max_pairs_per_window:
                     self.stats["re_pairs_skipped"] += len(pairs) - self.max_pairs_per_window
                     pairs = pairs[: self.max_pairs_per_window]
@@ -300,6 +307,21 @@ class BioRelationLLM:
             rels = sorted(found.values(), key=lambda r: (r.head, r.tail, r.label))
             self.stats["relations"] += len(rels)
             doc._.relations = rels
+
+    def _warn_no_allowed_pairs(self, concepts: list[re_task.Concept]) -> None:
+        """Count windows whose concepts form no allowed type pair; warn once when their
+        labels appear in no type pair at all (e.g. scispaCy labels with BioRED pairs)."""
+        self.stats["re_windows_without_allowed_pairs"] += 1
+        allowed_labels = {label for pair in self._allowed_pairs for label in pair}
+        unknown = sorted({c.label for c in concepts} - allowed_labels)
+        if unknown and not self._warned_type_pairs:
+            self._warned_type_pairs = True
+            warnings.warn(
+                f"bio_relation_llm: entity labels {unknown} appear in no relation_type_pairs "
+                f"entry, so their concepts are never paired; set relation_type_pairs "
+                f"(e.g. ['{unknown[0]}|OtherLabel']) or [] to allow every pair.",
+                stacklevel=2,
+            )
 
     def _generate(
         self, examples: list, max_new_tokens: int, constrained: bool = False

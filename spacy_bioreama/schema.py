@@ -33,3 +33,8 @@ BIORED_TYPE_PAIRS = (
     "SequenceVariant|SequenceVariant",  # 12
     "GeneOrGeneProduct|SequenceVariant",  # 1
 )
+
+# Labels the pair-classification corpora use for "no relation" (GAD/EU-ADR "0",
+# ChemProt "False", DDI "false"). Readers keep such pairs as relations so that no
+# annotation is lost; the scorer and the training targets treat them as negatives.
+NEGATIVE_RELATION_LABELS = frozenset({"0", "false", "False", "None"})

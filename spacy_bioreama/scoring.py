@@ -4,7 +4,9 @@
   a prediction counts when its character offsets and type equal a gold mention's.
 * RE: BioRED-style, document level, on concept pairs (unordered), in three settings:
   pair only (`rel_pair_*`), pair + type (`rel_micro_*`, spaCy's conventional key, plus
-  `rel_per_type`) and pair + type + novelty (`rel_novelty_*`). A predicted concept is
+  `rel_per_type`) and pair + type + novelty (`rel_novelty_*`, None when the system
+  predicts no novelty). Negative labels of the pair-classification corpora
+  (`NEGATIVE_RELATION_LABELS`) are excluded, as the seeds and BLURB report. A predicted concept is
   mapped to the gold concepts that share one of its mentions (same character offsets),
   so the same code scores both the gold-entities and the end-to-end setting.
 """
@@ -21,6 +23,7 @@ from spacy.training import Example
 from spacy.util import registry
 
 from .annotation import all_mentions, concept_ids
+from .schema import NEGATIVE_RELATION_LABELS
 
 
 def _mention_keys(doc: Doc) -> set[tuple[int, int, str]]:
@@ -76,11 +79,12 @@ RelationKey = tuple[frozenset[str], str, str | None]
 
 
 def gold_relation_keys(doc: Doc) -> set[RelationKey]:
-    """(unordered concept pair, label, novelty) for each gold relation of `doc`."""
+    """(unordered concept pair, label, novelty) for each gold relation of `doc`;
+    pairs the corpus labels negative ("0", "false", ...) are not relations."""
     return {
         (frozenset((r.head_id, r.tail_id)), r.label, r.novel)
         for r in doc._.relations
-        if r.head_id != r.tail_id
+        if r.head_id != r.tail_id and r.label not in NEGATIVE_RELATION_LABELS
     }
 
 
@@ -95,6 +99,8 @@ def predicted_relation_keys(
     gold_typed = {k[:2] for k in gold}
     keys = set()
     for rel in doc._.relations:
+        if rel.label in NEGATIVE_RELATION_LABELS:
+            continue
         heads = sorted(concept_map.get(rel.head_id) or {f"<unmatched>{rel.head_id}"})
         tails = sorted(concept_map.get(rel.tail_id) or {f"<unmatched>{rel.tail_id}"})
         pairs = [frozenset((h, t)) for h in heads for t in tails if h != t]
@@ -118,7 +124,9 @@ def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
     """BioRED document-level relation scores in the three settings."""
     pair, typed, novelty = PRFScore(), PRFScore(), PRFScore()
     per_type: dict[str, PRFScore] = defaultdict(PRFScore)
+    predicts_novelty = False
     for eg in examples:
+        predicts_novelty |= any(r.novel is not None for r in eg.predicted._.relations)
         gold = gold_relation_keys(eg.reference)
         pred = predicted_relation_keys(eg.predicted, _concept_map(eg.predicted, eg.reference), gold)
         _prf({k[0] for k in pred}, {k[0] for k in gold}, pair)
@@ -135,6 +143,9 @@ def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
         out[f"{prefix}_p"] = score.precision
         out[f"{prefix}_r"] = score.recall
         out[f"{prefix}_f"] = score.fscore
+    if not predicts_novelty:
+        # A system that does not predict novelty has no novelty score (not zero).
+        out.update(rel_novelty_p=None, rel_novelty_r=None, rel_novelty_f=None)
     out["rel_per_type"] = {k: v.to_dict() for k, v in sorted(per_type.items())}
     return out
 

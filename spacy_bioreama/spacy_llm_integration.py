@@ -48,6 +48,7 @@ class SpacyLLMModel:
         self._backend_factory = backend_factory
         self._backend: GenerationBackend | None = None
         self.max_new_tokens = max_new_tokens
+        self.stats: Counter[str] = Counter()
 
     @property
     def backend(self) -> GenerationBackend:
@@ -66,6 +67,18 @@ class SpacyLLMModel:
         free = [i for i, p in enumerate(flat) if not _constrained(p)]
         fixed = [i for i, p in enumerate(flat) if _constrained(p)]
         texts: dict[int, ScoredText] = {}
+        limit = self.backend.max_prompt_tokens
+        counter = getattr(self.backend, "count_prompt_tokens", None)
+        for i, prompt in enumerate(flat):
+            chat = _chat(prompt)
+            n = counter(chat) if counter else self.backend.count_tokens(chat.user)
+            if n > limit:
+                # spacy-llm's non-sharding tasks send a whole document: answer nothing
+                # for one that does not fit, and count it, rather than fail the batch.
+                self.stats["prompts_too_long"] += 1
+                texts[i] = ScoredText("", 0.0)
+        free = [i for i in free if i not in texts]
+        fixed = [i for i in fixed if i not in texts]
         for indices, constrained in ((free, False), (fixed, True)):
             if not indices:
                 continue
@@ -125,7 +138,8 @@ class NERTask:
     def parse_responses(self, docs: Iterable[Doc], responses: Iterable[str]) -> Iterable[Doc]:
         for doc, response in zip(docs, responses, strict=True):
             parsed = ner.parse_answer(str(_first(response)), self._labels)
-            spans = ner.ground(doc, parsed.mentions, (0, len(doc.text)), self.stats)
+            mentions = ner.ground(doc.text, parsed.mentions, (0, len(doc.text)), self.stats)
+            _, spans = ner.place_mentions(doc, mentions)
             set_entities(doc, spans)
             yield doc
 
@@ -159,6 +173,8 @@ class RELTask:
             rels = []
             for example, answer in zip(self._examples(doc), answers, strict=False):
                 self.stats["re_pairs"] += 1
+                if not str(answer):  # prompt did not fit the model (counted by the model)
+                    continue
                 label = re_task.parse_answer(str(answer), self._labels)
                 if label is None:
                     self.stats["re_answers_unparseable"] += 1
@@ -195,7 +211,7 @@ def make_hf_model(
     adapter: str | None = None,
     device: str = "auto",
     batch_size: int = 8,
-    max_new_tokens: int = 128,
+    max_new_tokens: int = 256,
     max_prompt_tokens: int = 2048,
 ) -> SpacyLLMModel:
     """Our Hugging Face backend as a spacy-llm model (local paths and LoRA adapters)."""

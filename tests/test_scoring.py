@@ -71,8 +71,8 @@ def test_entities_and_relations_end_to_end(nlp):
     assert scores["rel_micro_p"] == pytest.approx(1 / 2)
     assert scores["rel_micro_r"] == pytest.approx(1 / 2)
     assert scores["rel_pair_f"] == pytest.approx(1 / 2)
-    # novelty: predictions carry none, so nothing matches
-    assert scores["rel_novelty_f"] == 0.0
+    # novelty: the system predicts none, so it has no novelty score
+    assert scores["rel_novelty_f"] is None
     assert scores["rel_per_type"]["Negative_Correlation"]["f"] == pytest.approx(1.0)
     assert scores["rel_per_type"]["Positive_Correlation"]["r"] == 0.0
 
@@ -99,3 +99,39 @@ def test_composite_gold_concept_counts_once(nlp):
     scores = score_bio([Example(pred, gold)])
     assert scores["rel_micro_p"] == pytest.approx(1.0)
     assert scores["rel_micro_r"] == pytest.approx(1.0)
+
+
+def test_novelty_setting_when_predicted(nlp):
+    gold = _doc(
+        nlp,
+        GOLD_MENTIONS,
+        [
+            Relation((0, 1), (2, 3), "C1", "D1", "Association", novel="Novel"),
+            Relation((0, 1), (6, 7), "C1", "D2", "Association", novel="No"),
+        ],
+    )
+    pred = _doc(
+        nlp,
+        GOLD_MENTIONS,
+        [
+            Relation((0, 1), (2, 3), "C1", "D1", "Association", 0.9, "Novel"),
+            Relation((0, 1), (6, 7), "C1", "D2", "Association", 0.9, "Novel"),
+        ],
+    )
+    scores = score_bio([Example(pred, gold)])
+    assert scores["rel_micro_f"] == 1.0
+    assert scores["rel_novelty_p"] == pytest.approx(1 / 2)
+    assert scores["rel_novelty_r"] == pytest.approx(1 / 2)
+
+
+def test_negative_labels_are_not_relations(nlp):
+    mentions = [(51, 55, "GENE", "@GENE$"), (41, 47, "DISEASE", "@DISEASE$")]
+    gold = _doc(nlp, mentions, [Relation((8, 9), (6, 7), "@GENE$", "@DISEASE$", "0")])
+    pred = _doc(nlp, mentions, [Relation((8, 9), (6, 7), "@GENE$", "@DISEASE$", "0", 0.8)])
+    scores = score_bio([Example(pred, gold)])
+    assert scores["rel_micro_p"] == 0.0 and scores["rel_micro_r"] == 0.0
+    assert scores["rel_per_type"] == {}
+    pred = _doc(nlp, mentions, [Relation((8, 9), (6, 7), "@GENE$", "@DISEASE$", "1", 0.8)])
+    scores = score_bio([Example(pred, gold)])
+    assert scores["rel_micro_p"] == 0.0  # a positive prediction on a negative pair: fp
+    assert scores["rel_per_type"]["1"] == {"p": 0.0, "r": 0.0, "f": 0.0}

@@ -52,7 +52,8 @@ def test_ner_target_parses_and_grounds_to_gold(nlp, gold):
     assert parsed.unparseable_lines == 0 and parsed.unknown_labels == 0
     doc = nlp(TEXT)
     stats = Counter()
-    set_entities(doc, ner.ground(doc, parsed.mentions, (0, len(TEXT)), stats))
+    _, spans = ner.place_mentions(doc, ner.ground(TEXT, parsed.mentions, (0, len(TEXT)), stats))
+    set_entities(doc, spans)
     got = {(s.start_char, s.end_char, s.label_) for s in all_mentions(doc)}
     want = {(s.start_char, s.end_char, s.label_) for s in all_mentions(gold)}
     assert got == want
@@ -62,7 +63,7 @@ def test_ner_target_parses_and_grounds_to_gold(nlp, gold):
 def test_ner_parser_counts_junk_and_unknown_types():
     answer = (
         "Gene: NIS ... TSH\nthis is chatter\nOrgan: thyroid\ndisease: None\n"
-        "- Chemical: 'iodide'\n2. Chemical: TSH"
+        "- Chemical: iodide\n2. Chemical: TSH"
     )
     parsed = ner.parse_answer(answer, LABELS)
     assert parsed.mentions == [
@@ -76,13 +77,40 @@ def test_ner_parser_counts_junk_and_unknown_types():
 
 
 def test_grounding_never_invents_and_respects_word_edges(nlp):
-    doc = nlp("The NISX gene and NIS protein; nis again.")
+    text = "The NISX gene and NIS protein; nis again."
     stats = Counter()
-    spans = ner.ground(doc, [("Gene", "NIS"), ("Gene", "zzqxv")], (0, len(doc.text)), stats)
-    assert [s.text for s in spans] == ["NIS"]  # exact case first, never inside NISX
+    found = ner.ground(text, [("Gene", "NIS"), ("Gene", "zzqxv")], (0, len(text)), stats)
+    assert found == [(18, 21, "Gene")]  # exact case first, never inside NISX
     assert stats["entities_ungroundable"] == 1
-    spans = ner.ground(doc, [("Gene", "Nis")], (0, len(doc.text)), stats)
-    assert sorted(s.start_char for s in spans) == [18, 31]  # case-insensitive fallback
+    found = ner.ground(text, [("Gene", "Nis")], (0, len(text)), stats)
+    assert sorted(s for s, _, _ in found) == [18, 31]  # case-insensitive fallback
+
+
+def test_grounding_splits_tokens_instead_of_widening(nlp):
+    text = "AR)-dependent growth of c-kit(+) cells needs Na+/K+ pumps."
+    doc = nlp(text)
+    assert doc.char_span(0, 2) is None  # "AR" is inside a spaCy token
+    parsed = [("Gene", "AR"), ("Gene", "c-kit"), ("Chemical", "Na+")]
+    stats = Counter()
+    doc, spans = ner.place_mentions(doc, ner.ground(text, parsed, (0, len(text)), stats))
+    assert doc.text == text
+    assert [(s.text, s.start_char) for s in spans] == [("AR", 0), ("c-kit", 24), ("Na+", 45)]
+
+
+def test_quotes_are_kept_when_they_belong_to_the_mention():
+    text = "Levels of cytidine 5' and of 'uridine' rose."
+    stats = Counter()
+    found = ner.ground(
+        text, [("Chemical", "cytidine 5'"), ("Chemical", "'uridine'")], (0, 44), stats
+    )
+    assert [text[s:e] for s, e, _ in found] == ["cytidine 5'", "'uridine'"]
+    found = ner.ground(text, [("Chemical", '"uridine"')], (0, 44), stats)
+    assert [text[s:e] for s, e, _ in found] == ["uridine"]
+
+
+def test_cut_off_answers_lose_their_last_mention():
+    parsed = ner.parse_answer("Gene: NIS ... sodium/iodide", LABELS)
+    assert ner.drop_cut_mention(parsed).mentions == [("Gene", "NIS")]
 
 
 def test_ner_prompt_contains_window_only(nlp, gold):
@@ -147,3 +175,40 @@ def test_windows_cover_text_within_budget(nlp):
     assert all(count(long_doc.text[a:b]) <= 50 for a, b in windows)
     assert sum(count(long_doc.text[a:b]) for a, b in windows) == 300
     assert split_windows(nlp("   "), count, 50) == []
+
+
+def test_gold_label_reads_composite_ids_and_negatives(nlp):
+    from spacy_bioreama.annotation import set_entities as place
+
+    doc = nlp("Lithium caused renal failure and diabetes insipidus.")
+    place(
+        doc,
+        [
+            doc.char_span(0, 7, label="Chemical", kb_id="D008094"),
+            doc.char_span(15, 28, label="Disease", kb_id="D051437|D003919"),
+            doc.char_span(33, 51, label="Disease", kb_id="D003919"),
+        ],
+    )
+    doc._.relations = [Relation((0, 1), (2, 4), "D008094", "D051437", "CID")]
+    chem, composite, _ = re_task.collect_concepts(doc)
+    assert re_task.gold_label(doc, chem, composite) == "CID"
+    doc._.relations = [Relation((0, 1), (2, 4), "D008094", "D051437|D003919", "false")]
+    assert re_task.gold_label(doc, chem, composite) == re_task.NO_RELATION
+
+
+def test_representative_mention_prefers_doc_ents(nlp):
+    doc = nlp("breast cancer cells express BRCA1")
+    set_entities(
+        doc,
+        [
+            doc.char_span(0, 13, label="Disease", kb_id="D1"),
+            doc.char_span(7, 13, label="Disease", kb_id="D2"),  # nested: overflow
+            doc.char_span(28, 33, label="Gene", kb_id="G1"),
+        ],
+    )
+    concepts = {c.concept_id: c for c in re_task.collect_concepts(doc)}
+    assert concepts["D1"].mention == (0, 2) and concepts["D2"].mention == (1, 2)
+    # one mention carrying two ids is never paired with itself
+    doc2 = nlp("BRCA1 and cancer")
+    set_entities(doc2, [doc2.char_span(0, 5, label="Gene", kb_id="G1,G2")])
+    assert re_task.candidate_pairs(re_task.collect_concepts(doc2), set()) == []

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
 
-from ..annotation import all_mentions, normalise_concept
+from ..annotation import all_mentions, normalise_concept, split_tokens_at
 from .base import TaskExample, pick_instruction
 
 TASK_NAME = "ner"
@@ -112,10 +112,16 @@ def parse_answer(answer: str, labels: Sequence[str]) -> ParsedEntities:
         if not value or value.lower() in {EMPTY.lower(), "none.", "n/a", "-"}:
             continue
         for form in value.split(SEPARATOR.strip()):
-            form = form.strip().strip("'\"`")
+            form = form.strip()
             if form and (label, form) not in mentions:
                 mentions.append((label, form))
     return ParsedEntities(mentions, bad, unknown)
+
+
+def drop_cut_mention(parsed: ParsedEntities) -> ParsedEntities:
+    """For an answer cut off by the token limit: its last mention may be a prefix of
+    what the model meant ("sodium/iodide" of "sodium/iodide symporter"), so drop it."""
+    return ParsedEntities(parsed.mentions[:-1], parsed.unparseable_lines, parsed.unknown_labels)
 
 
 def _is_word_edge(text: str, index: int, inside: str) -> bool:
@@ -146,28 +152,45 @@ def find_occurrences(text: str, form: str, start: int, end: int) -> list[tuple[i
     return hits
 
 
+def _form_variants(form: str) -> list[str]:
+    """The form as written, then without surrounding quotes (models like to quote);
+    quotes that belong to the mention (``cytidine 5'``) are kept when they occur."""
+    stripped = form.strip("'\"`")
+    return [form] if stripped == form or not stripped else [form, stripped]
+
+
 def ground(
-    doc: Doc, parsed: Iterable[tuple[str, str]], window: tuple[int, int], stats: Counter
-) -> list[Span]:
-    """Turn parsed (label, form) pairs into spans of `doc`: every occurrence of each form
-    inside the window. Forms not found are counted as ungroundable; spans that do not
-    fall on token edges are expanded to the enclosing tokens and counted."""
-    spans: list[Span] = []
+    text: str, parsed: Iterable[tuple[str, str]], window: tuple[int, int], stats: Counter
+) -> list[tuple[int, int, str]]:
+    """Turn parsed (label, form) pairs into `(start_char, end_char, label)` mentions:
+    every occurrence of each form inside the window. Forms not found are counted as
+    ungroundable, never invented."""
+    mentions: list[tuple[int, int, str]] = []
     for label, form in parsed:
         stats["entities_predicted"] += 1
-        hits = find_occurrences(doc.text, form, *window)
+        hits: list[tuple[int, int]] = []
+        for variant in _form_variants(form):
+            hits = find_occurrences(text, variant, *window)
+            if hits:
+                break
         if not hits:
             stats["entities_ungroundable"] += 1
             continue
-        for s, e in hits:
-            span = doc.char_span(s, e, label=label)
-            if span is None:
-                span = doc.char_span(s, e, label=label, alignment_mode="expand")
-                stats["mentions_expanded_to_tokens"] += 1
-            if span is None:  # only whitespace
-                stats["entities_ungroundable"] += 1
-                continue
+        mentions.extend((s, e, label) for s, e in hits)
+    return mentions
+
+
+def place_mentions(doc: Doc, mentions: Iterable[tuple[int, int, str]]) -> tuple[Doc, list[Span]]:
+    """Spans for grounded mentions, splitting tokens in place where a mention does not
+    start or end on a token edge ("AR" in "AR)-dependent"), so offsets stay exact.
+    Returns the (possibly retokenised) doc and the spans, kb id = normalised text."""
+    mentions = list(mentions)
+    split_tokens_at(doc, [o for s, e, _ in mentions for o in (s, e)])
+    spans = []
+    for s, e, label in mentions:
+        span = doc.char_span(s, e, label=label)
+        if span is not None:
             spans.append(
                 Span(doc, span.start, span.end, label=label, kb_id=normalise_concept(span.text))
             )
-    return spans
+    return doc, spans

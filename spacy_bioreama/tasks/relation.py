@@ -23,9 +23,10 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 
-from ..annotation import all_mentions, concept_ids
+from ..annotation import all_mentions, concept_ids, split_concept_ids
+from ..schema import NEGATIVE_RELATION_LABELS
 from .base import TaskExample, pick_instruction
 
 TASK_NAME = "re"
@@ -56,16 +57,25 @@ class Concept:
 
 
 def collect_concepts(doc: Doc, window: tuple[int, int] | None = None) -> list[Concept]:
-    """Concepts with a mention inside `window`, in order of first mention there."""
+    """Concepts with a mention inside `window`, in order of first mention there. The
+    representative mention is the concept's first mention in `doc.ents` (so that the
+    `doc._.rel` view can index it), else its first overflow mention."""
     start, end = window if window is not None else (0, len(doc.text))
-    concepts: dict[str, Concept] = {}
+    in_ents = {(e.start, e.end, e.label_) for e in doc.ents}
+    first: dict[str, Span] = {}
+    representative: dict[str, Span] = {}
     for span in all_mentions(doc):
         if span.start_char < start or span.end_char > end:
             continue
         for cid in concept_ids(span):
-            if cid not in concepts:
-                concepts[cid] = Concept(cid, span.label_, span.text, (span.start, span.end))
-    return list(concepts.values())
+            first.setdefault(cid, span)
+            if (span.start, span.end, span.label_) in in_ents:
+                representative.setdefault(cid, span)
+    concepts = []
+    for cid, span in first.items():
+        rep = representative.get(cid, span)
+        concepts.append(Concept(cid, rep.label_, rep.text, (rep.start, rep.end)))
+    return concepts
 
 
 def parse_type_pairs(type_pairs: Iterable[str]) -> set[frozenset[str]]:
@@ -86,6 +96,8 @@ def candidate_pairs(
     pairs = []
     for i, head in enumerate(concepts):
         for tail in concepts[i + 1 :]:
+            if head.mention == tail.mention:
+                continue  # one mention with several ids: not a pair of entities
             if not allowed or frozenset((head.label, tail.label)) in allowed:
                 pairs.append((head, tail))
     return pairs
@@ -125,13 +137,31 @@ def build_example(
     )
 
 
+def _id_readings(concept_id: str) -> set[str]:
+    """The id itself and, for a composite id ``A|B``, its parts (see split_concept_ids)."""
+    primary, secondary = split_concept_ids(concept_id)
+    return {concept_id, *primary, *secondary}
+
+
 def gold_label(doc: Doc, head: Concept, tail: Concept) -> str:
-    """The gold answer for a pair: its relation label in `doc._.relations`, else None."""
-    key = frozenset((head.concept_id, tail.concept_id))
+    """The gold answer for a pair: its relation label in `doc._.relations` (ids matched
+    whole first, then by the parts of composite ids, as the scorer does), or
+    NO_RELATION when there is none or the corpus labels the pair negative."""
+    whole = frozenset((head.concept_id, tail.concept_id))
+    heads, tails = _id_readings(head.concept_id), _id_readings(tail.concept_id)
+    label = None
     for rel in doc._.relations:
-        if frozenset((rel.head_id, rel.tail_id)) == key:
-            return rel.label
-    return NO_RELATION
+        if frozenset((rel.head_id, rel.tail_id)) == whole:
+            label = rel.label
+            break
+        if label is None and (
+            (rel.head_id in heads and rel.tail_id in tails)
+            or (rel.head_id in tails and rel.tail_id in heads)
+        ):
+            label = rel.label
+    if label is None or label in NEGATIVE_RELATION_LABELS:
+        return NO_RELATION
+    return label
 
 
 def parse_answer(answer: str, labels: Sequence[str]) -> str | None:
