@@ -8,8 +8,10 @@ in the text is dropped and counted in `component.stats`, never raised and never 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import shutil
 import warnings
 from collections import Counter
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import srsly
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
@@ -371,6 +374,49 @@ class BioRelationLLM:
                     shutil.rmtree(target)
                 shutil.copytree(source, target)
         (path / SETTINGS_FILE).write_text(json.dumps(self._settings(), indent=2))
+
+    def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
+        """Settings plus the adapter's files (adapters are small: a few MB)."""
+        files = {}
+        if self.adapter:
+            source = Path(self.adapter)
+            if not source.is_dir():
+                raise FileNotFoundError(f"bio_relation_llm: adapter directory {source} not found")
+            files = {
+                str(f.relative_to(source)): f.read_bytes() for f in source.rglob("*") if f.is_file()
+            }
+        return srsly.msgpack_dumps({"settings": self._settings(), "adapter_files": files})
+
+    def from_bytes(self, data: bytes, *, exclude: Iterable[str] = ()) -> BioRelationLLM:
+        """Inverse of `to_bytes`: the adapter is written once to the model cache,
+        under a folder named by its content hash."""
+        from .models import cache_dir
+
+        msg = srsly.msgpack_loads(data)
+        self.model = msg["settings"].get("model", self.model)
+        files = msg.get("adapter_files") or {}
+        if files:
+            digest = hashlib.sha256()
+            for name in sorted(files):
+                digest.update(name.encode() + b"\0" + files[name])
+            target = cache_dir() / "adapters" / digest.hexdigest()[:16]
+            if not target.exists():
+                tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+                for name, content in files.items():
+                    (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                    (tmp / name).write_bytes(content)
+                os.replace(tmp, target)
+            self.adapter = str(target)
+        self._backend = None
+        self._window_budget = None
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the loaded model (e.g. for `nlp.pipe(n_process=...)`): each
+        process loads its own backend on first use."""
+        state = self.__dict__.copy()
+        state["_backend"] = None
+        return state
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> BioRelationLLM:
         """Load settings; a saved adapter replaces the configured one."""

@@ -1,6 +1,7 @@
 """The bio_relation_llm component on a tiny randomly initialised Llama (fast)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import spacy
@@ -220,3 +221,19 @@ def test_spacy_llm_relation_task_on_gold_entities(tiny_trained_dir):
         ("672", "D001943", "Association"),
     ]
     assert all(0.5 < r.score <= 1.0 for r in doc._.relations)
+
+
+def test_to_bytes_and_pickle_keep_the_adapter(
+    tiny_model_dir, tiny_adapter_dir, tmp_path, monkeypatch
+):
+    import pickle
+
+    monkeypatch.setenv("SPACY_BIOREAMA_CACHE", str(tmp_path / "cache"))
+    nlp = _nlp(tiny_model_dir, tasks=["relations"], adapter=str(tiny_adapter_dir))
+    before = _snapshot(nlp(_gold_doc(nlp)))
+    clone = _nlp(tiny_model_dir, tasks=["relations"]).from_bytes(nlp.to_bytes())
+    component = clone.get_pipe("bio_relation_llm")
+    assert Path(component.adapter).parent == tmp_path / "cache" / "adapters"
+    assert _snapshot(clone(_gold_doc(clone))) == before
+    unpickled = pickle.loads(pickle.dumps(nlp.get_pipe("bio_relation_llm")))
+    assert unpickled._backend is None and unpickled.adapter == str(tiny_adapter_dir)
