@@ -223,6 +223,177 @@ def _run(nlp, component, gold, batch_size: int, score: bool):
 
 
 @app.command()
+def evaluate(
+    gold_path: Annotated[Path, typer.Argument(metavar="GOLD", help="Gold DocBin (.spacy).")],
+    output: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path("metrics.json"),
+    markdown: Annotated[Path | None, typer.Option(help="Markdown table to write.")] = None,
+    predictions: Annotated[
+        Path | None, typer.Option(help="Write the end-to-end predictions (DocBin).")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Base model name or path.")] = "default",
+    adapter: Annotated[str | None, typer.Option(help="PEFT LoRA adapter directory.")] = None,
+    pipeline: Annotated[Path | None, typer.Option(help="A saved pipeline instead.")] = None,
+    limit: Annotated[int, typer.Option(min=0, help="Only the first N documents (0 = all).")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_pairs: Annotated[
+        int, typer.Option(min=1, help="Cap on candidate pairs per window (max_pairs_per_window).")
+    ] = 100,
+    gold_entities: Annotated[
+        bool, typer.Option(help="Also score relations predicted on the gold entities.")
+    ] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
+) -> None:
+    """Run the component over a gold corpus and score it: end to end (predicted
+    entities) and, for relations, with the gold entities given. Writes metrics JSON
+    (end-to-end scores at the top level), a markdown table and the predictions."""
+    from spacy.tokens import DocBin
+
+    nlp, component = _build_pipeline(
+        pipeline, model, adapter, "entities,relations", batch_size, device
+    )
+    component.max_pairs_per_window = max_pairs
+    gold = list(DocBin().from_disk(gold_path).get_docs(nlp.vocab))
+    if limit:
+        gold = gold[:limit]
+    if not gold:
+        raise typer.BadParameter(f"{gold_path} holds no documents")
+    predicted, summary = _run(nlp, component, gold, batch_size, score=True)
+    metrics: dict = {**summary.pop("scores"), "run": summary}
+    if gold_entities:
+        component.tasks = ["relations"]
+        component.stats.clear()
+        _, rel_summary = _run(nlp, component, gold, batch_size, score=True)
+        scores = rel_summary.pop("scores")
+        metrics["gold_entities"] = {k: v for k, v in scores.items() if k.startswith("rel_")}
+        metrics["gold_entities"]["run"] = rel_summary
+    metrics["meta"] = {
+        "model": model if pipeline is None else str(pipeline),
+        "adapter": adapter,
+        "data": str(gold_path),
+        "documents": len(gold),
+        "command": " ".join(sys.argv),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(metrics, indent=2))
+    table = metrics_markdown(metrics)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(table)
+    if predictions is not None:
+        DocBin(docs=predicted, store_user_data=True).to_disk(predictions)
+    typer.echo(table)
+    typer.echo(f"wrote {output}", err=True)
+
+
+def metrics_markdown(metrics: dict) -> str:
+    """A small markdown table of the headline metrics of an `evaluate` run."""
+
+    def fmt(value) -> str:
+        return "–" if value is None else f"{100 * value:.1f}"
+
+    meta = metrics.get("meta", {})
+    rows = [
+        f"Model `{meta.get('model')}`, adapter `{meta.get('adapter')}`, "
+        f"data `{meta.get('data')}` ({meta.get('documents')} documents).",
+        "",
+        "| metric | P | R | F1 |",
+        "|---|---|---|---|",
+        f"| NER (strict mentions) | {fmt(metrics['ents_p'])} | {fmt(metrics['ents_r'])} | "
+        f"{fmt(metrics['ents_f'])} |",
+    ]
+    settings = [("end to end", metrics)]
+    if "gold_entities" in metrics:
+        settings.append(("gold entities", metrics["gold_entities"]))
+    for name, scores in settings:
+        for key, label in (
+            ("rel_pair", "pair"),
+            ("rel_micro", "pair + type"),
+            ("rel_novelty", "pair + type + novelty"),
+        ):
+            rows.append(
+                f"| RE {label}, {name} | {fmt(scores[key + '_p'])} | {fmt(scores[key + '_r'])} |"
+                f" {fmt(scores[key + '_f'])} |"
+            )
+    return "\n".join(rows) + "\n"
+
+
+@app.command()
+def compare(
+    metrics_files: Annotated[list[Path], typer.Argument(help="Metrics JSON files from evaluate.")],
+    output: Annotated[Path | None, typer.Option(help="Markdown file to write.")] = None,
+) -> None:
+    """Put several `evaluate` results side by side (F1 per metric, one column each)."""
+    runs = [(p.stem, json.loads(p.read_text())) for p in metrics_files]
+
+    def get(metrics: dict, path: str):
+        value = metrics
+        for part in path.split("/"):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    rows = [
+        ("NER F1 (strict mentions)", "ents_f"),
+        ("RE F1 pair, end to end", "rel_pair_f"),
+        ("RE F1 pair + type, end to end", "rel_micro_f"),
+        ("RE F1 pair, gold entities", "gold_entities/rel_pair_f"),
+        ("RE F1 pair + type, gold entities", "gold_entities/rel_micro_f"),
+        ("documents", "meta/documents"),
+        ("docs/s (end to end)", "run/docs_per_s"),
+    ]
+    lines = ["| metric | " + " | ".join(name for name, _ in runs) + " |"]
+    lines.append("|---|" + "---|" * len(runs))
+    for label, path in rows:
+        cells = []
+        for _, metrics in runs:
+            value = get(metrics, path)
+            if isinstance(value, float) and path.endswith("_f"):
+                cells.append(f"{100 * value:.1f}")
+            else:
+                cells.append("–" if value is None else str(value))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for name, metrics in runs:
+        lines.append(f"\n`{name}`: {get(metrics, 'meta/command')}")
+    table = "\n".join(lines) + "\n"
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(table)
+    typer.echo(table)
+
+
+@app.command()
+def package(
+    output_dir: Annotated[Path, typer.Argument(metavar="OUTPUT_DIR", help="Where to build.")],
+    adapter: Annotated[str | None, typer.Option(help="PEFT LoRA adapter directory.")] = None,
+    model: Annotated[str, typer.Option(help="Base model name or path (referenced).")] = "default",
+    name: Annotated[str, typer.Option(help="Package name (without the en_ prefix).")] = (
+        "bioreama"
+    ),
+    version: Annotated[str, typer.Option()] = "0.1.0",
+) -> None:
+    """Build an installable spaCy pipeline package (sdist) holding `bio_relation_llm`
+    with the adapter copied in; the base model is referenced, not copied."""
+    import importlib
+
+    import spacy
+
+    from . import __version__
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bio_relation_llm", config={"model": model, "adapter": adapter})
+    nlp.meta.update(
+        name=name,
+        version=version,
+        requirements=[f"spacy-bioreama>={__version__}"],
+        description="bio_relation_llm: biomedical entities and relations from a LoRA-tuned LM",
+    )
+    pipeline_dir = output_dir / "pipeline"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    nlp.to_disk(pipeline_dir)
+    spacy_package = importlib.import_module("spacy.cli.package").package
+    spacy_package(pipeline_dir, output_dir, name=name, version=version, force=True, silent=False)
+
+
+@app.command()
 def info() -> None:
     """Versions, the embedded model's location and the data directory in use."""
     import spacy

@@ -1,0 +1,104 @@
+"""The command line, end to end on the tiny trained model."""
+
+import json
+import tarfile
+
+import spacy
+from spacy.tokens import DocBin
+from typer.testing import CliRunner
+
+from spacy_bioreama.cli import app
+
+from .conftest import TRAINED_ENTITY_LABELS, make_trained_gold_doc
+
+runner = CliRunner()
+
+
+def _gold_docbin(tmp_path):
+    nlp = spacy.blank("en")
+    path = tmp_path / "gold.spacy"
+    DocBin(docs=[make_trained_gold_doc(nlp)], store_user_data=True).to_disk(path)
+    return path
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("convert", "annotate", "evaluate", "compare", "package", "demo"):
+        assert command in result.output
+
+
+def test_convert_reports_counts_and_bad_input(tmp_path):
+    good = tmp_path / "gad.tsv"
+    good.write_text("@GENE$ is linked to @DISEASE$.\t1\nNo link of @GENE$ with @DISEASE$.\t0\n")
+    result = runner.invoke(app, ["convert", "gad", str(good), str(tmp_path / "gad.spacy")])
+    assert result.exit_code == 0, result.output
+    assert "documents: 2" in result.output
+    docs = list(DocBin().from_disk(tmp_path / "gad.spacy").get_docs(spacy.blank("en").vocab))
+    assert sorted(r.label for d in docs for r in d._.relations) == ["0", "1"]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("ok @GENE$ @DISEASE$\t1\nno tab here\n")
+    result = runner.invoke(app, ["convert", "gad", str(bad), str(tmp_path / "bad.spacy")])
+    assert result.exit_code == 1
+    assert "bad.tsv:2" in result.output
+
+
+def test_evaluate_and_compare(tiny_trained_dir, tmp_path):
+    gold = _gold_docbin(tmp_path)
+    args = ["evaluate", str(gold), "--model", str(tiny_trained_dir), "--device", "cpu"]
+    result = runner.invoke(
+        app,
+        [
+            *args,
+            "--output",
+            str(tmp_path / "m.json"),
+            "--markdown",
+            str(tmp_path / "m.md"),
+            "--predictions",
+            str(tmp_path / "pred.spacy"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    # the component's default labels are BioRED's, the tiny model's are not: NER finds
+    # nothing it may keep, so scores are 0, but every key is there
+    assert set(metrics) >= {"ents_f", "rel_micro_f", "rel_pair_f", "gold_entities", "meta"}
+    assert metrics["meta"]["documents"] == 1
+    assert "| NER (strict mentions) |" in (tmp_path / "m.md").read_text()
+    assert (tmp_path / "pred.spacy").exists()
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            str(tmp_path / "m.json"),
+            str(tmp_path / "m.json"),
+            "--output",
+            str(tmp_path / "c.md"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "| NER F1 (strict mentions) | 0.0 | 0.0 |" in (tmp_path / "c.md").read_text()
+
+
+def test_package_contains_the_adapter(tiny_model_dir, tiny_adapter_dir, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "package",
+            str(tmp_path / "pkg"),
+            "--adapter",
+            str(tiny_adapter_dir),
+            "--model",
+            str(tiny_model_dir),
+            "--name",
+            "tiny_test",
+            "--version",
+            "0.0.1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (sdist,) = (tmp_path / "pkg").glob("en_tiny_test-0.0.1/dist/*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = tar.getnames()
+    assert any(n.endswith("bio_relation_llm/adapter/adapter_model.safetensors") for n in names)
+    assert TRAINED_ENTITY_LABELS  # the same fixtures module serves both files
