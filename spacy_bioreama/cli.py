@@ -222,6 +222,57 @@ def _run(nlp, component, gold, batch_size: int, score: bool):
     return predicted, summary
 
 
+_OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command("build-instructions", context_settings=_OVERRIDES)
+def build_instructions_command(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="Instruction config (.cfg).")],
+    output: Annotated[Path, typer.Option(help="Folder for train/dev JSONL and stats.")] = Path(
+        "training/instructions"
+    ),
+    model: Annotated[
+        str | None, typer.Option(help="Measure lengths with this model's tokenizer.")
+    ] = None,
+) -> None:
+    """Build the instruction dataset from DocBin corpora (extra `--section.key value`
+    options override the config, as in spaCy)."""
+    from .instructions import build_instructions, load_config
+    from .training import parse_overrides
+
+    try:
+        cfg = load_config(config, parse_overrides(ctx.args))
+        report = build_instructions(cfg, output, tokenizer=model)
+    except (FileNotFoundError, ValueError) as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from err
+    typer.echo(str(report))
+    typer.echo(f"wrote {output}", err=True)
+
+
+@app.command(context_settings=_OVERRIDES)
+def train(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="Training config (.cfg).")],
+    output: Annotated[Path, typer.Option(help="Run folder (checkpoints, log, adapter/).")],
+    force: Annotated[
+        bool, typer.Option(help="Start afresh even if OUTPUT holds another run.")
+    ] = False,
+) -> None:
+    """LoRA fine-tuning. Extra `--section.key value` options override the config
+    (e.g. `--training.max_steps 3`); running the same command again resumes."""
+    from .training import OutputDirConflict, parse_overrides
+    from .training import train as run_training
+
+    try:
+        result = run_training(config, output, parse_overrides(ctx.args), force=force)
+    except (FileNotFoundError, ValueError, OutputDirConflict) as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from err
+    typer.echo(str(result))
+
+
 @app.command()
 def evaluate(
     gold_path: Annotated[Path, typer.Argument(metavar="GOLD", help="Gold DocBin (.spacy).")],

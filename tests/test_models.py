@@ -451,6 +451,224 @@ def test_load_backend_and_resolve_model(tiny_model_dir, monkeypatch):
     assert len(calls) == 4
 
 
+# ------------------------------------------------------------------ shared prefixes
+
+RE_INSTRUCTION = (
+    "Read the text and decide which relation it states between Entity 1 and Entity 2. "
+    "Answer with exactly one of: Association, Bind, Cotreatment, Comparison, None."
+)
+TEXT_A = "Aspirin reduced the risk of myocardial infarction in patients with diabetes. " * 2
+TEXT_B = (
+    "Lithium carbonate caused hypothyroidism and polyuria in bipolar patients treated for "
+    "years; the thyroid function recovered after lithium was stopped. " * 2
+)
+TEXT_C = "Cisplatin induced nephrotoxicity in children treated for neuroblastoma."
+# Options sharing token prefixes ("Cotreat" is a prefix of "Cotreatment"; "Co" and
+# "Comparison" start with the same token), plus the empty option.
+SHARED_OPTIONS = ["Co", "Cotreat", "Cotreatment", "Comparison", "Conversion", "None", ""]
+
+
+def _pair_prompt(text: str, head: str, tail: str, system: str | None = None) -> ChatPrompt:
+    """A relation-extraction style prompt: identical up to the final entity lines."""
+    return ChatPrompt(
+        f"{RE_INSTRUCTION}\n\nText: {text}\n\nEntity 1: {head}\nEntity 2: {tail}", system=system
+    )
+
+
+# Two groups with shared prefixes of different lengths (entity names that share their
+# first characters, a duplicated prompt), one prompt alone with its text and one unrelated.
+SHARING_PROMPTS = [
+    _pair_prompt(TEXT_A, "aspirin (Chemical)", "diabetes (Disease)"),
+    _pair_prompt(TEXT_B, "Lithium carbonate (Chemical)", "hypothyroidism (Disease)"),
+    _pair_prompt(TEXT_A, "aspirin (Chemical)", "myocardial infarction (Disease)"),
+    PROMPTS[2],
+    _pair_prompt(TEXT_B, "Lithium carbonate (Chemical)", "polyuria (Disease)"),
+    _pair_prompt(TEXT_A, "aspirin sodium (Chemical)", "diabetes (Disease)"),
+    _pair_prompt(TEXT_C, "Cisplatin (Chemical)", "nephrotoxicity (Disease)"),
+    _pair_prompt(TEXT_B, "lithium (Chemical)", "bipolar (Disease)"),
+    _pair_prompt(TEXT_A, "myocardial infarction (Disease)", "diabetes (Disease)"),
+    _pair_prompt(TEXT_A, "aspirin (Chemical)", "diabetes (Disease)"),  # = prompt 0
+]
+GROUP_A = {0, 2, 5, 8, 9}
+GROUP_B = {1, 4, 7}
+
+
+def _lcp(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _expected_prefix(backend: HFBackend, members) -> int:
+    ids = [backend.encode_prompt(SHARING_PROMPTS[i]) for i in members]
+    common = min(_lcp(ids[0], other) for other in ids[1:])
+    return min(common, min(len(x) for x in ids) - 1)
+
+
+def _sharing_backends(model_dir: Path, **kwargs) -> tuple[HFBackend, HFBackend]:
+    """The same settings with and without prefix sharing."""
+    return (
+        _fresh_backend(model_dir, **kwargs),
+        _fresh_backend(model_dir, prefix_sharing=False, **kwargs),
+    )
+
+
+def _assert_same_generations(shared, whole, abs_tol: float = 1e-4) -> None:
+    for a, b in zip(shared, whole, strict=True):
+        assert type(a) is type(b)
+        assert (a.text, a.new_tokens, a.truncated) == (b.text, b.new_tokens, b.truncated)
+        assert a.prompt_tokens == b.prompt_tokens
+        assert a.logprob == pytest.approx(b.logprob, abs=abs_tol)
+        if isinstance(a, ChoiceGeneration):
+            assert [o for o, _ in a.distribution] == [o for o, _ in b.distribution]
+            for (_, p), (_, q) in zip(a.distribution, b.distribution, strict=True):
+                assert p == pytest.approx(q, abs=abs_tol)
+
+
+def test_prefix_groups_rule(tiny_backend):
+    base = list(range(100, 180))  # 80 tokens
+    other = list(range(300, 400))  # 100 tokens
+    encoded = [
+        base + [1, 2, 3],  # 0 \
+        base + [1, 5],  # 1  } share 80 tokens
+        base + [7] * 10,  # 2 /
+        base[:20] + [9] * 60,  # 3: shares only 20 tokens (< prefix_min_tokens)
+        other + [1],  # 4 \
+        other + [2],  # 5  } share 100 tokens ...
+        other + [3],  # 6  }
+        other + [4],  # 7 /
+        other[:60] + [8] * 40,  # 8: ... and 60 with these; joining would cost 4 x 40
+        [5] * 40 + [6] * 50,  # 9 \ share 40 tokens: >= 32 but < 50% of 90
+        [5] * 40 + [7] * 50,  # 10 /
+        base + [1, 2, 3],  # 11: identical to 0
+        [1],  # 12
+    ]
+    groups, rest = tiny_backend._prefix_groups(list(range(len(encoded))), encoded)
+    assert {(length, frozenset(members)) for length, members in groups} == {
+        (80, frozenset({0, 1, 2, 11})),
+        (100, frozenset({4, 5, 6, 7})),
+    }
+    assert sorted(rest) == [3, 8, 9, 10, 12]
+    # Identical prompts keep one token to compute; a group of one is no group.
+    groups, rest = tiny_backend._prefix_groups([0, 11], encoded)
+    assert groups == [(len(encoded[0]) - 1, [0, 11])] and rest == []
+    assert tiny_backend._prefix_groups([0], encoded) == ([], [0])
+    assert tiny_backend._prefix_groups([], encoded) == ([], [])
+    # Only the thresholds keep 9 and 10 apart.
+    backend = HFBackend(tiny_backend.model, tiny_backend.tokenizer)
+    backend.prefix_min_fraction = 0.4
+    assert (40, [9, 10]) in backend._prefix_groups(list(range(len(encoded))), encoded)[0]
+
+
+@pytest.mark.parametrize("scoring", ["packed", "repeated"])
+def test_prefix_sharing_choices_match_whole_prompts(tiny_model_dir, scoring):
+    # batch_size=2: the groups take several batches, each on its own copy of the prefix.
+    shared, whole = _sharing_backends(tiny_model_dir, batch_size=2, choice_scoring=scoring)
+    options = [SHARED_OPTIONS, RE_LABELS, SHARED_OPTIONS[::-1], ["Yes", "No"], SHARED_OPTIONS]
+    choices = [options[i % len(options)] for i in range(len(SHARING_PROMPTS))]
+    a = shared.generate(SHARING_PROMPTS, max_new_tokens=4, choices=choices)
+    b = whole.generate(SHARING_PROMPTS, max_new_tokens=4, choices=choices)
+    _assert_same_generations(a, b)
+    assert len({g.text for g in a}) >= 2  # the prompts get different answers
+    assert a[0].probabilities == pytest.approx(a[9].probabilities)  # identical prompts
+
+    encoded = [shared.encode_prompt(p) for p in SHARING_PROMPTS]
+    groups, rest = shared._prefix_groups(list(range(len(encoded))), encoded)
+    assert {frozenset(m) for _, m in groups} == {frozenset(GROUP_A), frozenset(GROUP_B)}
+    assert sorted(rest) == [3, 6]
+    lengths = {frozenset(m): length for length, m in groups}
+    assert lengths[frozenset(GROUP_A)] == _expected_prefix(shared, GROUP_A)
+    assert lengths[frozenset(GROUP_B)] == _expected_prefix(shared, GROUP_B)
+    assert lengths[frozenset(GROUP_A)] != lengths[frozenset(GROUP_B)]
+    reused = sum((len(m) - 1) * length for length, m in groups)
+    stats = shared.stats
+    assert stats.shared_prefixes == 2 and stats.prefix_tokens_reused == reused
+    assert stats.prompt_tokens == sum(map(len, encoded)) == whole.stats.prompt_tokens
+    assert stats.prompt_tokens_computed == stats.prompt_tokens - reused
+    assert whole.stats.prefix_tokens_reused == whole.stats.shared_prefixes == 0
+    assert whole.stats.prompt_tokens_computed == whole.stats.prompt_tokens
+
+
+def test_prefix_sharing_free_generation_matches(tiny_model_dir):
+    """Greedy decoding on a shared prefix, with rows that stop at different steps."""
+    shared, whole = _sharing_backends(tiny_model_dir, batch_size=4)
+    whole.model = shared.model  # one model: the eos bias below applies to both
+    max_new = 10
+    for bias in (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0):
+        _with_eos_bias(shared, bias)
+        b = whole.generate(SHARING_PROMPTS, max_new_tokens=max_new)
+        if any(g.truncated for g in b) and len({g.new_tokens for g in b}) >= 3:
+            break
+    else:
+        pytest.fail("no eos bias gives rows that stop at different steps")
+    a = shared.generate(SHARING_PROMPTS, max_new_tokens=max_new)
+    _assert_same_generations(a, b, abs_tol=1e-3)
+    assert shared.stats.shared_prefixes == 2
+
+
+def test_prefix_sharing_mixed_free_and_constrained(tiny_model_dir):
+    shared, whole = _sharing_backends(tiny_model_dir)
+    choices = [None if i % 3 == 0 else SHARED_OPTIONS for i in range(len(SHARING_PROMPTS))]
+    a = shared.generate(SHARING_PROMPTS, max_new_tokens=6, choices=choices)
+    b = whole.generate(SHARING_PROMPTS, max_new_tokens=6, choices=choices)
+    _assert_same_generations(a, b)
+    assert shared.stats.shared_prefixes >= 2  # free and constrained prompts group apart
+    # Single prompts and prompts without a common prefix take the ordinary path.
+    for prompts in ([SHARING_PROMPTS[0]], PROMPTS):
+        shared.stats.reset()
+        a = shared.generate(prompts, max_new_tokens=3, choices=[RE_LABELS] * len(prompts))
+        b = whole.generate(prompts, max_new_tokens=3, choices=[RE_LABELS] * len(prompts))
+        _assert_same_generations(a, b)
+        assert shared.stats.shared_prefixes == shared.stats.prefix_tokens_reused == 0
+
+
+def test_prefix_sharing_respects_kv_budget(tiny_model_dir):
+    shared, whole = _sharing_backends(tiny_model_dir, batch_size=8, choice_kv_budget=1)
+    choices = [SHARED_OPTIONS] * len(SHARING_PROMPTS)
+    a = shared.generate(SHARING_PROMPTS, max_new_tokens=2, choices=choices)
+    _assert_same_generations(a, whole.generate(SHARING_PROMPTS, max_new_tokens=2, choices=choices))
+    # A budget too small for two cache rows: one prompt per batch in the groups (the two
+    # ungrouped prompts keep the ordinary packed batching, which has no budget).
+    assert shared.stats.shared_prefixes == 2
+    assert shared.stats.batches == len(GROUP_A) + len(GROUP_B) + 1
+    encoded = [shared.encode_prompt(p) for p in SHARING_PROMPTS]
+    assert [len(b) for b in shared._budget_batches(sorted(GROUP_A), encoded, lambda i: 1)] == [
+        1
+    ] * len(GROUP_A)
+
+
+def test_prefix_sharing_falls_back_for_unshareable_cache(tiny_model_dir, monkeypatch):
+    from transformers.cache_utils import DynamicCache, DynamicSlidingWindowLayer
+
+    from spacy_bioreama.models import hf
+
+    shared, whole = _sharing_backends(tiny_model_dir)
+    with torch.inference_mode():
+        cache = shared.model(input_ids=torch.tensor([[1, 2, 3]]), use_cache=True).past_key_values
+    assert isinstance(cache, DynamicCache) and hf._is_shareable_cache(cache)
+    cache.layers[0] = DynamicSlidingWindowLayer(sliding_window=2)
+    assert not hf._is_shareable_cache(cache)
+    assert not hf._is_shareable_cache(((torch.zeros(1), torch.zeros(1)),))
+
+    checked = []
+    monkeypatch.setattr(hf, "_is_shareable_cache", lambda cache: checked.append(cache) and False)
+    choices = [SHARED_OPTIONS] * len(SHARING_PROMPTS)
+    with pytest.warns(UserWarning, match="prefix sharing is off"):
+        a = shared.generate(SHARING_PROMPTS, max_new_tokens=2, choices=choices)
+    _assert_same_generations(a, whole.generate(SHARING_PROMPTS, max_new_tokens=2, choices=choices))
+    assert shared.prefix_sharing is False
+    assert len(checked) == 1  # the first group turns sharing off for the others too
+    assert shared.stats.shared_prefixes == shared.stats.prefix_tokens_reused == 0
+    assert shared.stats.prompt_tokens_computed == shared.stats.prompt_tokens
+
+
+def test_prefix_sharing_option_and_default(tiny_model_dir, tiny_backend):
+    assert tiny_backend.prefix_sharing is True
+    assert _fresh_backend(tiny_model_dir, prefix_sharing=False).prefix_sharing is False
+    assert load_backend(tiny_model_dir, device="cpu", prefix_sharing=False).prefix_sharing is False
+
+
 # ------------------------------------------------------------- embedded model caching
 
 
@@ -620,3 +838,32 @@ def test_embedded_constrained_choice(embedded_backend):
         choices=[["aspirin", "diabetes"]] * 2,
     )
     assert [g.text for g in typed] == ["aspirin", "diabetes"]
+
+
+@pytest.mark.integration
+def test_embedded_prefix_sharing_matches_whole_prompts(embedded_backend):
+    """Relation prompts of a real BioRED abstract: one shared prefix per window."""
+    from spacy_bioreama.cli import default_data_dir
+    from spacy_bioreama.corpora import read
+    from spacy_bioreama.schema import BIORED_RELATION_LABELS
+    from spacy_bioreama.tasks import relation as re_task
+
+    dev = default_data_dir() / "biored" / "Dev.PubTator"
+    if not dev.exists():
+        pytest.skip(f"{dev} not found (set BIOREAMA_DATA_DIR)")
+    doc = next(iter(read("pubtator", dev)))
+    examples = []
+    for window in [(0, len(doc.text)), (0, len(doc.text) // 2)]:
+        pairs = re_task.candidate_pairs(re_task.collect_concepts(doc, window), set())
+        examples += [
+            re_task.build_example(doc, h, t, BIORED_RELATION_LABELS, window) for h, t in pairs[:4]
+        ]
+    prompts = [ex.chat_prompt() for ex in examples]
+    choices = [list(ex.choices) for ex in examples]
+    whole = HFBackend(embedded_backend.model, embedded_backend.tokenizer, prefix_sharing=False)
+    shared = HFBackend(embedded_backend.model, embedded_backend.tokenizer)
+    a = shared.generate(prompts, max_new_tokens=8, choices=choices)
+    b = whole.generate(prompts, max_new_tokens=8, choices=choices)
+    _assert_same_generations(a, b)
+    assert shared.stats.shared_prefixes == 2  # one per window
+    assert shared.stats.prefix_tokens_reused > shared.stats.prompt_tokens_computed

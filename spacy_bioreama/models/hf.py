@@ -30,6 +30,19 @@ Design
   positions restart after the prompt), so the cache is never copied. "repeated" (for
   attention implementations without custom 4D masks, e.g. flash attention): one row per
   option on a copy of the prompt's cache, batches sized to `choice_kv_budget` bytes.
+- Shared prefixes (`prefix_sharing=True`, the default): the prompts of one `generate` call
+  often repeat a long prefix (relation extraction sends one prompt per concept pair of a
+  window, identical up to the final "Entity 1/Entity 2" lines), and prefilling that prefix
+  again for every prompt is most of the work. Prompts are grouped by the longest common
+  prefix of their token ids (see `_prefix_groups`; working on token ids handles BPE merges
+  at the junction for free); each group's prefix is prefilled once (batch 1), its KV cache
+  is repeated across a batch of the group's prompts and only their suffixes are computed
+  (left-padded after the prefix, with explicit positions and attention mask), after which
+  free generation or option scoring proceeds exactly as without sharing. The results are
+  the same up to float rounding. Sharing needs a plain full-attention `DynamicCache`
+  (every layer a `DynamicLayer`): other caches (sliding-window, recurrent/linear
+  attention, quantised, legacy tuples) would see the padding hole between prefix and
+  suffix or cannot be repeated safely, so the backend falls back to whole prompts there.
 - Too-long prompts: `generate` raises `PromptTooLongError` (a `ValueError`) naming the
   prompt index and both lengths before any generation starts. The component windows
   documents so that prompts fit; silently cutting a prompt would change the task (lose the
@@ -42,9 +55,11 @@ Design
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +70,13 @@ from .backend import ChatPrompt, Generation
 
 DEFAULT_MAX_PROMPT_TOKENS = 2048
 DEFAULT_BATCH_SIZE = 8
-# How much memory (bytes) the repeated prompt KV cache may take when scoring options.
+# How much memory (bytes) the repeated prompt KV cache may take when scoring options (and
+# the shared-prefix cache once repeated across a batch).
 DEFAULT_CHOICE_KV_BUDGET = 1 << 30
+# Prompts are grouped on a shared prefix when their common token prefix is at least this
+# long and at least this fraction of the shortest prompt of the group (see `_prefix_groups`).
+PREFIX_MIN_TOKENS = 32
+PREFIX_MIN_FRACTION = 0.5
 
 PLAIN_PROMPT_FORMAT = "{system}### Instruction:\n{user}\n\n### Response:\n"
 """Prompt format for tokenizers without a chat template. `{system}` is the system message
@@ -90,12 +110,23 @@ class ChoiceGeneration(Generation):
 
 @dataclass
 class GenerationStats:
-    """Running totals over `generate` calls (for throughput reports)."""
+    """Running totals over `generate` calls (for throughput reports).
+
+    `prompt_tokens` counts every prompt's full length; of those, `prefix_tokens_reused`
+    were not computed because a shared prefix's KV cache was reused, and
+    `prompt_tokens_computed` (= `prompt_tokens - prefix_tokens_reused`) went through the
+    model (padding excluded). `shared_prefixes` counts the prefixes prefilled once for a
+    group of prompts (those passes are not counted in `batches`, the batches of prompts).
+    `prompt_tokens_per_second` is over all prompt tokens, reused ones included.
+    """
 
     calls: int = 0
     prompts: int = 0
     choice_prompts: int = 0
     prompt_tokens: int = 0
+    prompt_tokens_computed: int = 0
+    prefix_tokens_reused: int = 0
+    shared_prefixes: int = 0
     new_tokens: int = 0
     seconds: float = 0.0
     batches: int = 0
@@ -185,6 +216,7 @@ class HFBackend:
         batch_size: int = DEFAULT_BATCH_SIZE,
         choice_kv_budget: int = DEFAULT_CHOICE_KV_BUDGET,
         choice_scoring: str = "auto",
+        prefix_sharing: bool = True,
         name: str | None = None,
         adapter: str | None = None,
     ):
@@ -225,6 +257,11 @@ class HFBackend:
                 f"choice_scoring must be 'auto', 'packed' or 'repeated', not {choice_scoring!r}"
             )
         self.choice_scoring = choice_scoring
+        # Reuse the KV cache of prefixes shared by several prompts of a call (see the
+        # module docstring); the grouping thresholds are attributes so they can be tuned.
+        self.prefix_sharing = bool(prefix_sharing)
+        self.prefix_min_tokens = PREFIX_MIN_TOKENS
+        self.prefix_min_fraction = PREFIX_MIN_FRACTION
         self._probe_text = self.render(ChatPrompt(user="x"))
         self._probe_ids = self._encode_rendered(self._probe_text)
 
@@ -242,6 +279,7 @@ class HFBackend:
         merge_adapter: bool = True,
         choice_kv_budget: int = DEFAULT_CHOICE_KV_BUDGET,
         choice_scoring: str = "auto",
+        prefix_sharing: bool = True,
         trust_remote_code: bool = False,
     ) -> HFBackend:
         """Load a causal LM (local directory or hub id) and an optional LoRA adapter.
@@ -282,6 +320,7 @@ class HFBackend:
             batch_size=batch_size,
             choice_kv_budget=choice_kv_budget,
             choice_scoring=choice_scoring,
+            prefix_sharing=prefix_sharing,
             name=str(model_name_or_path),
             adapter=str(adapter) if adapter is not None else None,
         )
@@ -398,30 +437,166 @@ class HFBackend:
         results: list[Generation | None] = [None] * len(prompts)
         free = [i for i in range(len(prompts)) if option_lists[i] is None]
         constrained = [i for i in range(len(prompts)) if option_lists[i] is not None]
-        n_batches = 0
+        tally = GenerationStats()  # this call's counts, added to self.stats on success
         with torch.inference_mode():
-            for batch in self._batches(free, encoded):
-                n_batches += 1
-                outs = self._greedy([encoded[i] for i in batch], max_new_tokens)
-                for i, out in zip(batch, outs, strict=True):
-                    results[i] = out
-            for batch in self._choice_batches(constrained, encoded, option_lists):
-                n_batches += 1
-                outs = self._choose([encoded[i] for i in batch], [option_lists[i] for i in batch])
-                for i, out in zip(batch, outs, strict=True):
-                    results[i] = out
+            self._answer(free, encoded, option_lists, max_new_tokens, results, tally)
+            self._answer(constrained, encoded, option_lists, max_new_tokens, results, tally)
         elapsed = time.perf_counter() - start
 
         final = [r for r in results if r is not None]
         assert len(final) == len(prompts)
+        n_prompt_tokens = sum(len(ids) for ids in encoded)
         self.stats.calls += 1
-        self.stats.batches += n_batches
+        self.stats.batches += tally.batches
         self.stats.prompts += len(prompts)
         self.stats.choice_prompts += len(constrained)
-        self.stats.prompt_tokens += sum(len(ids) for ids in encoded)
+        self.stats.prompt_tokens += n_prompt_tokens
+        self.stats.prompt_tokens_computed += n_prompt_tokens - tally.prefix_tokens_reused
+        self.stats.prefix_tokens_reused += tally.prefix_tokens_reused
+        self.stats.shared_prefixes += tally.shared_prefixes
         self.stats.new_tokens += sum(g.new_tokens for g in final)
         self.stats.seconds += elapsed
         return final
+
+    def _answer(
+        self,
+        indices: list[int],
+        encoded: list[list[int]],
+        option_lists: list[list[str] | None],
+        max_new_tokens: int,
+        results: list[Generation | None],
+        tally: GenerationStats,
+    ) -> None:
+        """Answer the prompts `indices` (all free-form or all constrained) into `results`.
+
+        Groups sharing a long prefix go first, each on its prefix's KV cache prefilled once;
+        the remaining prompts (and every prompt when prefix sharing is off or the model's
+        cache cannot be shared) are answered whole, in ordinary length-sorted batches.
+        """
+        if not indices:
+            return
+        constrained = option_lists[indices[0]] is not None
+
+        def run(batch: list[int], prefix: _SharedPrefix | None = None) -> None:
+            ids = [encoded[i] for i in batch]
+            if constrained:
+                outs: Sequence[Generation] = self._choose(
+                    ids, [option_lists[i] for i in batch], prefix
+                )
+            else:
+                outs = self._greedy(ids, max_new_tokens, prefix)
+            for i, out in zip(batch, outs, strict=True):
+                results[i] = out
+            tally.batches += 1
+
+        def rows(i: int) -> int:
+            # KV-cache rows a prompt takes while it is answered: one per option when options
+            # are scored on repeated caches, else one.
+            if constrained and self.choice_scoring == "repeated":
+                return len(option_lists[i] or ())
+            return 1
+
+        rest = list(indices)
+        if self.prefix_sharing:
+            groups, rest = self._prefix_groups(indices, encoded)
+            for k, (length, members) in enumerate(groups):
+                prefix = self._prefill_prefix(encoded[members[0]][:length])
+                if prefix is None:  # this model's cache cannot be shared: no group can
+                    rest.extend(i for _, group in groups[k:] for i in group)
+                    break
+                tally.shared_prefixes += 1
+                tally.prefix_tokens_reused += (len(members) - 1) * length
+                for batch in self._budget_batches(members, encoded, rows):
+                    run(batch, prefix)
+                del prefix
+        batches = (
+            self._choice_batches(rest, encoded, option_lists)
+            if constrained
+            else self._batches(rest, encoded)
+        )
+        for batch in batches:
+            run(batch)
+
+    def _prefix_groups(
+        self, indices: list[int], encoded: list[list[int]]
+    ) -> tuple[list[tuple[int, list[int]]], list[int]]:
+        """Groups of prompts that share a prefix worth prefilling once, and the others.
+
+        Returns `(groups, rest)`, each group as `(prefix_length, members)`: at least two
+        prompts whose token ids all start with the same `prefix_length` ids.
+
+        The rule. Sorted by token ids, prompts with a common prefix are neighbours, and the
+        common prefix of a run of sorted prompts is the smallest common prefix of adjacent
+        ones; cutting a run where that smallest value occurs gives runs with longer common
+        prefixes (the LCP-interval tree). A run qualifies as a group when its shared prefix,
+        stopped one token before the end of its shortest prompt (every prompt keeps at least
+        one token to compute: its logits start the answer), is
+        - at least `prefix_min_tokens` long (below that, the extra prefix pass costs about
+          what it saves), and
+        - at least `prefix_min_fraction` of its shortest prompt: prompts that share only
+          boilerplate (chat template, instruction) but differ in their text stay apart.
+        From the whole sorted list down, a run is kept as one group when that saves at least
+        as many prompt tokens ((members - 1) x prefix) as the best split into its sub-runs;
+        so one prompt that shares a shorter prefix cannot drag a large group down to it.
+        Comparing token ids rather than strings handles BPE merges at the junction: the
+        prefix ends where the tokenisations diverge.
+        """
+        order = sorted(indices, key=lambda i: encoded[i])
+        n = len(order)
+        lcp = [0] * n  # lcp[k]: common prefix length of order[k - 1] and order[k]
+        for k in range(1, n):
+            lcp[k] = _common_prefix_length(encoded[order[k - 1]], encoded[order[k]])
+
+        def usable(lo: int, hi: int) -> int:
+            """Prefix order[lo:hi] (two or more) shares as one group; 0 if not a group."""
+            shortest = min(len(encoded[i]) for i in order[lo:hi])
+            length = min(min(lcp[lo + 1 : hi]), shortest - 1)
+            if length >= self.prefix_min_tokens and length >= self.prefix_min_fraction * shortest:
+                return length
+            return 0
+
+        # Post-order walk of the LCP-interval tree (iterative: nesting can be deep).
+        # best[lo, hi]: (prompt tokens saved, groups as (prefix length, lo, hi)).
+        best: dict[tuple[int, int], tuple[int, list[tuple[int, int, int]]]] = {}
+        stack = [(0, n, False)]
+        while stack:
+            lo, hi, children_done = stack.pop()
+            if hi - lo < 2:
+                best[lo, hi] = (0, [])
+                continue
+            low = min(lcp[lo + 1 : hi])
+            cuts = [lo] + [k for k in range(lo + 1, hi) if lcp[k] == low] + [hi]
+            parts = list(zip(cuts, cuts[1:], strict=False))
+            if not children_done:
+                stack.append((lo, hi, True))
+                stack.extend((a, b, False) for a, b in parts)
+                continue
+            split_saved = sum(best[p][0] for p in parts)
+            length = usable(lo, hi)
+            if length and (hi - lo - 1) * length >= split_saved:
+                best[lo, hi] = ((hi - lo - 1) * length, [(length, lo, hi)])
+            else:
+                best[lo, hi] = (split_saved, [g for p in parts for g in best[p][1]])
+        groups = [(length, order[lo:hi]) for length, lo, hi in best[0, n][1]] if n else []
+        grouped = {i for _, members in groups for i in members}
+        return groups, [i for i in order if i not in grouped]
+
+    def _prefill_prefix(self, ids: list[int]) -> _SharedPrefix | None:
+        """Prefill a shared prefix (batch 1); None where the model's cache cannot be shared.
+
+        The first unsupported cache turns `prefix_sharing` off for this backend (with a
+        warning), so later calls do not prefill prefixes in vain.
+        """
+        _, cache, _, _ = self._prefill([ids])
+        if not _is_shareable_cache(cache):
+            self.prefix_sharing = False
+            warnings.warn(
+                f"{type(cache).__name__} of {self.name} cannot be shared across prompts "
+                "(only full-attention DynamicCache layers can); prefix sharing is off.",
+                stacklevel=3,
+            )
+            return None
+        return _SharedPrefix(len(ids), cache)
 
     def _batches(self, indices: list[int], encoded: list[list[int]]) -> list[list[int]]:
         order = sorted(indices, key=lambda i: len(encoded[i]))
@@ -438,6 +613,30 @@ class HFBackend:
         elem = torch.finfo(self.dtype).bits // 8 if self.dtype.is_floating_point else 4
         return 2 * layers * kv_heads * head_dim * elem
 
+    def _budget_batches(
+        self, indices: list[int], encoded: list[list[int]], rows: Callable[[int], int]
+    ) -> list[list[int]]:
+        """Length-sorted batches of at most `batch_size` prompts whose KV caches stay within
+        `choice_kv_budget`: prompt i takes `rows(i)` cache rows, each as wide as the batch's
+        longest prompt (a batch always holds at least one prompt)."""
+        per_token = self._kv_bytes_per_token()
+        batches: list[list[int]] = []
+        current: list[int] = []
+        n_rows = 0
+        for i in sorted(indices, key=lambda i: len(encoded[i])):
+            width = len(encoded[i])  # sorted ascending: the newest prompt is the longest
+            if current and (
+                len(current) >= self.batch_size
+                or (n_rows + rows(i)) * width * per_token > self.choice_kv_budget
+            ):
+                batches.append(current)
+                current, n_rows = [], 0
+            current.append(i)
+            n_rows += rows(i)
+        if current:
+            batches.append(current)
+        return batches
+
     def _choice_batches(
         self,
         indices: list[int],
@@ -447,39 +646,35 @@ class HFBackend:
         """Length-sorted batches; with repeated rows, the copied KV caches stay in budget."""
         if self.choice_scoring == "packed":
             return self._batches(indices, encoded)
-        per_token = self._kv_bytes_per_token()
-        batches: list[list[int]] = []
-        current: list[int] = []
-        rows = 0
-        for i in sorted(indices, key=lambda i: len(encoded[i])):
-            n_rows = len(option_lists[i] or ())
-            width = len(encoded[i])  # sorted ascending: the newest prompt is the longest
-            if current and (
-                len(current) >= self.batch_size
-                or (rows + n_rows) * width * per_token > self.choice_kv_budget
-            ):
-                batches.append(current)
-                current, rows = [], 0
-            current.append(i)
-            rows += n_rows
-        if current:
-            batches.append(current)
-        return batches
+        return self._budget_batches(indices, encoded, lambda i: len(option_lists[i] or ()))
 
-    def _prefill(self, batch_ids: list[list[int]]):
-        """Left-padded prompt pass: last logits, KV cache, attention mask, next positions."""
+    def _prefill(self, batch_ids: list[list[int]], prefix: _SharedPrefix | None = None):
+        """Left-padded prompt pass: last logits, KV cache, attention mask, next positions.
+
+        With a shared `prefix` (whose ids every prompt starts with), only the tokens after
+        it are computed, on a copy of its cache repeated for the batch. They are left-padded
+        after the prefix, so the padding is a hole between prefix and suffix; the attention
+        mask hides it and the explicit positions skip it, exactly as for leading padding,
+        so the logits and cache are those of the whole prompts.
+        """
         device = self.device
-        width = max(len(ids) for ids in batch_ids)
-        input_ids = torch.full((len(batch_ids), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
-        for row, ids in enumerate(batch_ids):
+        start = prefix.length if prefix is not None else 0
+        tails = [ids[start:] for ids in batch_ids]
+        n, width = len(tails), max(len(t) for t in tails)
+        input_ids = torch.full((n, width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for row, ids in enumerate(tails):
             input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             mask[row, width - len(ids) :] = 1
         input_ids, mask = input_ids.to(device), mask.to(device)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        position_ids = start + (mask.cumsum(-1) - 1).clamp(min=0)
         kwargs: dict[str, Any] = dict(
-            input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True
+            input_ids=input_ids, position_ids=position_ids, use_cache=True
         )
+        if prefix is not None:
+            mask = torch.cat([mask.new_ones((n, start)), mask], dim=-1)
+            kwargs["past_key_values"] = prefix.repeated(n)
+        kwargs["attention_mask"] = mask
         if self._logits_to_keep:
             # Only the last position's logits are needed: skips a (batch x length x vocab)
             # projection, ~10% of the prompt pass for a small model with a large vocabulary.
@@ -493,11 +688,16 @@ class HFBackend:
         next_pos = mask.sum(-1)
         return out.logits[:, -1, :].float(), out.past_key_values, mask, next_pos
 
-    def _greedy(self, batch_ids: list[list[int]], max_new_tokens: int) -> list[Generation]:
+    def _greedy(
+        self,
+        batch_ids: list[list[int]],
+        max_new_tokens: int,
+        prefix: _SharedPrefix | None = None,
+    ) -> list[Generation]:
         device = self.device
         n = len(batch_ids)
         eos = torch.tensor(self.eos_token_ids, device=device)
-        logits, cache, mask, next_pos = self._prefill(batch_ids)
+        logits, cache, mask, next_pos = self._prefill(batch_ids, prefix)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs = [0.0] * n
         stopped = [False] * n
@@ -624,11 +824,14 @@ class HFBackend:
                 node_logp[b].setdefault(seq[:j], logp[r, j - 1])
 
     def _choose(
-        self, batch_ids: list[list[int]], batch_options: list[list[str] | None]
+        self,
+        batch_ids: list[list[int]],
+        batch_options: list[list[str] | None],
+        prefix: _SharedPrefix | None = None,
     ) -> list[ChoiceGeneration]:
         device = self.device
         eos = torch.tensor(self.eos_token_ids, device=device)
-        last_logits, cache, mask, next_pos = self._prefill(batch_ids)
+        last_logits, cache, mask, next_pos = self._prefill(batch_ids, prefix)
         root_logp = torch.log_softmax(last_logits, dim=-1)
 
         seqs_per_prompt = [
@@ -674,6 +877,48 @@ class HFBackend:
             f"dtype={str(self.dtype).replace('torch.', '')!r}, "
             f"max_prompt_tokens={self.max_prompt_tokens}, batch_size={self.batch_size})"
         )
+
+
+@dataclass
+class _SharedPrefix:
+    """The KV cache (batch 1) of `length` prompt tokens shared by a group of prompts."""
+
+    length: int
+    cache: Any
+
+    def repeated(self, n: int) -> Any:
+        """A fresh copy of the cache with `n` identical rows. Each batch needs its own: the
+        forward pass extends the cache object it is given, and the prefix is reused by the
+        group's next batch."""
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(n)
+        return cache
+
+
+def _is_shareable_cache(cache: Any) -> bool:
+    """Whether a prefix cache can be repeated across a batch and extended after a padding
+    hole: a `DynamicCache` of plain full-attention layers. Sliding-window layers drop old
+    tokens (the hole would shift what the window keeps), recurrent/linear-attention states
+    would absorb the padding tokens, quantised and legacy caches have no safe copy."""
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+    except ImportError:  # pragma: no cover - very old transformers
+        return False
+    layers = getattr(cache, "layers", None)
+    return (
+        isinstance(cache, DynamicCache)
+        and bool(layers)
+        and all(type(layer) is DynamicLayer for layer in layers)
+    )
+
+
+def _common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token id sequences."""
+    n = min(len(a), len(b))
+    for k in range(n):
+        if a[k] != b[k]:
+            return k
+    return n
 
 
 def _trie_log_probs(

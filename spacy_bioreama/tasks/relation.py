@@ -176,3 +176,110 @@ def parse_answer(answer: str, labels: Sequence[str]) -> str | None:
     last = last.strip(" .'\"`")
     by_lower = {label.lower(): label for label in answer_choices(labels)}
     return by_lower.get(last.lower())
+
+
+# -- training-data helpers: rationales (REaMA chain of thought) and negative sampling --
+
+EVIDENCE_PREFIX = "Evidence:"
+ANSWER_PREFIX = "Answer:"
+NO_EVIDENCE = "none"
+
+
+def concept_mentions(
+    doc: Doc, concept: Concept, window: tuple[int, int] | None = None
+) -> list[tuple[int, int]]:
+    """Character ranges of every mention of `concept` (by concept id, as
+    `collect_concepts` groups them) inside `window`, in text order."""
+    start, end = window if window is not None else (0, len(doc.text))
+    found = []
+    for span in all_mentions(doc):
+        if span.start_char < start or span.end_char > end:
+            continue
+        if concept.concept_id in concept_ids(span):
+            found.append((span.start_char, span.end_char))
+    if not found and concept.mention != (0, 0) and concept.mention[1] <= len(doc):
+        # a concept built by hand (pair corpora): fall back to its representative mention
+        span = doc[concept.mention[0] : concept.mention[1]]
+        if start <= span.start_char and span.end_char <= end:
+            found.append((span.start_char, span.end_char))
+    return sorted(set(found))
+
+
+def evidence_sentences(
+    doc: Doc,
+    head: Concept,
+    tail: Concept,
+    window: tuple[int, int] | None = None,
+    *,
+    max_sentences: int = 2,
+) -> list[tuple[int, int]]:
+    """The sentences (character ranges, text order) that show where the text mentions
+    the pair: the first `max_sentences` sentences holding a mention of both concepts;
+    if no sentence holds both, the first sentence mentioning the head and the first
+    mentioning the tail (one range when they coincide). Empty when a concept has no
+    mention in the window. Sentences come from `doc.sents` when the Doc has sentence
+    boundaries, else from the punctuation rule `split_windows` uses, clipped to `window`."""
+    from .windows import _sentence_ranges
+
+    start, end = window if window is not None else (0, len(doc.text))
+    sentences = [(max(a, start), min(b, end)) for a, b in _sentence_ranges(doc)]
+    sentences = [(a, b) for a, b in sentences if a < b]
+    heads = concept_mentions(doc, head, (start, end))
+    tails = concept_mentions(doc, tail, (start, end))
+    if not heads or not tails:
+        return []
+
+    def touches(sentence: tuple[int, int], mentions: list[tuple[int, int]]) -> bool:
+        return any(s < sentence[1] and sentence[0] < e for s, e in mentions)
+
+    both = [s for s in sentences if touches(s, heads) and touches(s, tails)]
+    if both:
+        return both[:max_sentences]
+    first_head = next((s for s in sentences if touches(s, heads)), None)
+    first_tail = next((s for s in sentences if touches(s, tails)), None)
+    return sorted({s for s in (first_head, first_tail) if s is not None})
+
+
+def render_rationale(
+    doc: Doc,
+    head: Concept,
+    tail: Concept,
+    label: str,
+    window: tuple[int, int] | None = None,
+    *,
+    max_sentences: int = 2,
+    quote_negatives: bool = True,
+) -> str:
+    """REaMA-style chain-of-thought target: the evidence sentence(s), then the label::
+
+        Evidence: <sentence(s) quoted from the text>
+        Answer: <label>
+
+    The evidence is taken from the annotations (`evidence_sentences`), never invented;
+    line breaks inside it become spaces so the answer stays on the last line, which is
+    what `parse_answer` reads. For a NO_RELATION pair the same sentences are quoted
+    (where the text mentions the pair; the decision that they state no relation follows)
+    unless `quote_negatives` is False, which gives ``Evidence: none``. A pair with no
+    mention in the window also gives ``Evidence: none``."""
+    ranges = []
+    if label != NO_RELATION or quote_negatives:
+        ranges = evidence_sentences(doc, head, tail, window, max_sentences=max_sentences)
+    evidence = " ".join(" ".join(doc.text[a:b].split()) for a, b in ranges) or NO_EVIDENCE
+    return f"{EVIDENCE_PREFIX} {evidence}\n{ANSWER_PREFIX} {label}"
+
+
+def sample_negatives(
+    negatives: Sequence[object],
+    n_positive: int,
+    ratio: float | None,
+    rng: random.Random,
+) -> list[int]:
+    """Indices (sorted) of the negatives to keep: ``round(ratio * n_positive)`` drawn
+    without replacement from `rng` (all of them when there are fewer, or when `ratio`
+    is None)."""
+    if ratio is None:
+        return list(range(len(negatives)))
+    if ratio < 0:
+        raise ValueError(f"negative ratio must be >= 0 or None, got {ratio}")
+    want = min(len(negatives), round(ratio * n_positive))
+    return sorted(rng.sample(range(len(negatives)), want))
