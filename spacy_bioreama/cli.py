@@ -322,7 +322,7 @@ def evaluate(
         "adapter": adapter,
         "data": str(gold_path),
         "documents": len(gold),
-        "command": " ".join(sys.argv),
+        "command": " ".join(["python -m spacy_bioreama", *sys.argv[1:]]),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(metrics, indent=2))
