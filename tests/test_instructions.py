@@ -26,6 +26,7 @@ from spacy_bioreama.instructions import (
     parse_config,
 )
 from spacy_bioreama.relations import Relation
+from spacy_bioreama.schema import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS
 from spacy_bioreama.tasks import ner, qa
 from spacy_bioreama.tasks import relation as re_task
 from spacy_bioreama.tasks.windows import _sentence_ranges
@@ -33,24 +34,8 @@ from spacy_bioreama.tasks.windows import _sentence_ranges
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("BIOREAMA_DATA_DIR", REPO.parent / "shared" / "data"))
 BIORED_DEV = DATA_DIR / "biored" / "Dev.PubTator"
-ENTITY_LABELS = [
-    "GeneOrGeneProduct",
-    "DiseaseOrPhenotypicFeature",
-    "ChemicalEntity",
-    "OrganismTaxon",
-    "SequenceVariant",
-    "CellLine",
-]
-RELATION_LABELS = [
-    "Association",
-    "Positive_Correlation",
-    "Negative_Correlation",
-    "Bind",
-    "Cotreatment",
-    "Comparison",
-    "Drug_Interaction",
-    "Conversion",
-]
+ENTITY_LABELS = list(BIORED_ENTITY_LABELS)
+RELATION_LABELS = list(BIORED_RELATION_LABELS)
 
 
 def _write(docs, path: Path) -> Path:
