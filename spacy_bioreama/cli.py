@@ -29,13 +29,10 @@ def default_data_dir() -> Path:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB (Linux reports KiB; NaN where the
-    platform has no `resource` module)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return float("nan")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process in MB (0 where the platform cannot tell)."""
+    from .training import peak_rss_bytes
+
+    return peak_rss_bytes() / 2**20
 
 
 @app.command()
