@@ -83,6 +83,8 @@ def annotate(
     score: Annotated[
         bool, typer.Option(help="Score against the annotations in INPUT (a DocBin).")
     ] = False,
+    max_prompt_tokens: MaxPromptTokensOption = None,
+    none_threshold: NoneThresholdOption = None,
 ) -> None:
     """Run `bio_relation_llm` over documents; print throughput, statistics and scores.
 
@@ -90,7 +92,16 @@ def annotate(
     already in INPUT are kept and only relations are predicted."""
     from spacy.tokens import DocBin
 
-    nlp, component = _build_pipeline(pipeline, model, adapter, tasks, batch_size, device)
+    nlp, component = _build_pipeline(
+        pipeline,
+        model,
+        adapter,
+        tasks,
+        batch_size,
+        device,
+        max_prompt_tokens=max_prompt_tokens,
+        none_threshold=none_threshold,
+    )
     if input_path.suffix == ".txt":
         texts = input_path.read_text(encoding="utf8").splitlines()
         gold = [nlp.make_doc(t) for t in texts]
@@ -158,16 +169,39 @@ def demo(
     typer.echo(json.dumps(summary, indent=2))
 
 
-def _build_pipeline(pipeline, model, adapter, tasks, batch_size, device):
+MaxPromptTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        min=192,
+        help="Longest prompt in tokens; documents are cut into windows that fit. Match the "
+        "instruction set's max_length for a tuned adapter (default: the component's 1024).",
+    ),
+]
+NoneThresholdOption = Annotated[
+    float | None,
+    typer.Option(
+        help="A pair is related when P(None) is below this (default: the component's 0.5); "
+        "1.0 relates every candidate pair.",
+    ),
+]
+
+
+def _build_pipeline(pipeline, model, adapter, tasks, batch_size, device, **settings):
+    """A pipeline holding `bio_relation_llm`: loaded from `pipeline`, or a blank English
+    one around `model` + `adapter`. `settings` (None = keep) override component settings
+    such as `max_prompt_tokens` and `none_threshold`."""
     import spacy
 
     from .component import BioRelationLLM
 
+    settings = {k: v for k, v in settings.items() if v is not None}
     if pipeline is not None:
         nlp = spacy.load(pipeline)
         component = next((c for _, c in nlp.pipeline if isinstance(c, BioRelationLLM)), None)
         if component is None:
             raise typer.BadParameter(f"{pipeline} has no bio_relation_llm component")
+        for key, value in settings.items():
+            setattr(component, key, value)
         return nlp, component
     nlp = spacy.blank("en")
     component = nlp.add_pipe(
@@ -178,6 +212,7 @@ def _build_pipeline(pipeline, model, adapter, tasks, batch_size, device):
             "tasks": [t.strip() for t in tasks.split(",") if t.strip()],
             "batch_size": batch_size,
             "device": device,
+            **settings,
         },
     )
     return nlp, component
@@ -290,6 +325,8 @@ def evaluate(
         bool, typer.Option(help="Also score relations predicted on the gold entities.")
     ] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
+    max_prompt_tokens: MaxPromptTokensOption = None,
+    none_threshold: NoneThresholdOption = None,
 ) -> None:
     """Run the component over a gold corpus and score it: end to end (predicted
     entities) and, for relations, with the gold entities given. Writes metrics JSON
@@ -297,7 +334,14 @@ def evaluate(
     from spacy.tokens import DocBin
 
     nlp, component = _build_pipeline(
-        pipeline, model, adapter, "entities,relations", batch_size, device
+        pipeline,
+        model,
+        adapter,
+        "entities,relations",
+        batch_size,
+        device,
+        max_prompt_tokens=max_prompt_tokens,
+        none_threshold=none_threshold,
     )
     component.max_pairs_per_window = max_pairs
     gold = list(DocBin().from_disk(gold_path).get_docs(nlp.vocab))
@@ -319,6 +363,9 @@ def evaluate(
         "adapter": adapter,
         "data": str(gold_path),
         "documents": len(gold),
+        "max_prompt_tokens": component.max_prompt_tokens,
+        "none_threshold": component.none_threshold,
+        "max_pairs_per_window": component.max_pairs_per_window,
         "command": " ".join(["python -m spacy_bioreama", *sys.argv[1:]]),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -417,6 +464,8 @@ def package(
         "bioreama"
     ),
     version: Annotated[str, typer.Option()] = "0.1.0",
+    max_prompt_tokens: MaxPromptTokensOption = None,
+    none_threshold: NoneThresholdOption = None,
 ) -> None:
     """Build an installable spaCy pipeline package (sdist) holding `bio_relation_llm`
     with the adapter copied in; the base model is referenced, not copied."""
@@ -427,7 +476,15 @@ def package(
     from . import __version__
 
     nlp = spacy.blank("en")
-    nlp.add_pipe("bio_relation_llm", config={"model": model, "adapter": adapter})
+    settings = {"max_prompt_tokens": max_prompt_tokens, "none_threshold": none_threshold}
+    nlp.add_pipe(
+        "bio_relation_llm",
+        config={
+            "model": model,
+            "adapter": adapter,
+            **{k: v for k, v in settings.items() if v is not None},
+        },
+    )
     nlp.meta.update(
         name=name,
         version=version,
@@ -468,6 +525,9 @@ def info() -> None:
 def main() -> None:
     app()
 
+
+# Commands kept in their own modules register themselves on `app` when imported.
+from . import commands_benchmark, commands_results, commands_scoring  # noqa: E402, F401, I001
 
 if __name__ == "__main__":
     main()

@@ -55,6 +55,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_prompt_tokens": 1024,
     "max_pairs_per_window": 100,
     "relation_threshold": 0.0,
+    "none_threshold": 0.5,
     "device": "auto",
     "scorer": {"@scorers": "spacy_bioreama.bio_scorer.v1"},
 }
@@ -87,6 +88,7 @@ def make_bio_relation_llm(
     max_prompt_tokens: int,
     max_pairs_per_window: int,
     relation_threshold: float,
+    none_threshold: float | None,
     device: str,
     scorer: Callable[..., dict[str, Any]] | None,
 ) -> BioRelationLLM:
@@ -105,6 +107,7 @@ def make_bio_relation_llm(
         max_prompt_tokens=max_prompt_tokens,
         max_pairs_per_window=max_pairs_per_window,
         relation_threshold=relation_threshold,
+        none_threshold=none_threshold,
         device=device,
         scorer=scorer,
     )
@@ -133,6 +136,7 @@ class BioRelationLLM:
         max_prompt_tokens: int = 1024,
         max_pairs_per_window: int = 100,
         relation_threshold: float = 0.0,
+        none_threshold: float | None = 0.5,
         device: str = "auto",
         scorer: Callable[..., dict[str, Any]] | None = None,
         backend: GenerationBackend | None = None,
@@ -167,7 +171,12 @@ class BioRelationLLM:
         self.max_new_tokens = max_new_tokens
         self.max_prompt_tokens = max_prompt_tokens
         self.max_pairs_per_window = max_pairs_per_window
+        if none_threshold is not None and not 0.0 < none_threshold <= 1.0:
+            raise ValueError(
+                f"bio_relation_llm: none_threshold must be in (0, 1] or null, got {none_threshold}"
+            )
         self.relation_threshold = relation_threshold
+        self.none_threshold = none_threshold
         self.device = device
         self.scorer = scorer if scorer is not None else make_bio_scorer()
         self._backend = backend
@@ -292,9 +301,9 @@ class BioRelationLLM:
             if label is None:
                 self.stats["re_answers_unparseable"] += 1
                 continue
+            label, score = self._decide(label, generation)
             if label == re_task.NO_RELATION:
                 continue
-            score = min(1.0, max(0.0, math.exp(generation.logprob)))
             if score < self.relation_threshold:
                 self.stats["re_below_threshold"] += 1
                 continue
@@ -310,6 +319,16 @@ class BioRelationLLM:
             rels = sorted(found.values(), key=lambda r: (r.head, r.tail, r.label))
             self.stats["relations"] += len(rels)
             doc._.relations = rels
+
+    def _decide(self, label: str, generation: Generation) -> tuple[str, float]:
+        """Label and confidence of one pair answer (`re_task.decide`), counting the
+        pairs the detection rule relates although "None" was the single best answer."""
+        probability = min(1.0, max(0.0, math.exp(generation.logprob)))
+        probabilities = getattr(generation, "probabilities", None)  # constrained answers
+        decided, score = re_task.decide(label, probability, probabilities, self.none_threshold)
+        if label == re_task.NO_RELATION and decided != re_task.NO_RELATION:
+            self.stats["re_none_overruled"] += 1
+        return decided, score
 
     def _warn_no_allowed_pairs(self, concepts: list[re_task.Concept]) -> None:
         """Count windows whose concepts form no allowed type pair; warn once when their

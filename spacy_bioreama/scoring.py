@@ -92,11 +92,15 @@ def predicted_relation_keys(
     doc: Doc, concept_map: dict[str, set[str]], gold: set[RelationKey]
 ) -> set[RelationKey]:
     """One key per predicted relation, its concepts mapped to gold concepts. A concept
-    that maps to several gold concepts (composite mentions) takes the reading that
-    matches a gold relation, if any, so one prediction is never counted twice; an
-    unmapped concept keeps a marker id and can only be a false positive."""
+    that maps to several gold concepts (composite mentions, a mention naming two
+    concepts) takes the reading that matches a gold relation, if any, so one prediction
+    is never counted twice; among those, its own ids first and then a gold relation no
+    earlier prediction took, so that two predictions do not collapse onto one gold
+    relation. An unmapped concept keeps a marker id and can only be a false positive."""
     gold_pairs = {k[0] for k in gold}
     gold_typed = {k[:2] for k in gold}
+    taken: set[tuple[frozenset[str], str]] = set()
+    picked: dict[tuple[frozenset[str], str], frozenset[str]] = {}  # repeated relations
     keys = set()
     for rel in doc._.relations:
         if rel.label in NEGATIVE_RELATION_LABELS:
@@ -106,10 +110,18 @@ def predicted_relation_keys(
         pairs = [frozenset((h, t)) for h in heads for t in tails if h != t]
         if not pairs:
             continue
+        own = frozenset((rel.head_id, rel.tail_id))
+        if (own, rel.label) in picked:  # the same relation again (reversed, repeated)
+            keys.add((picked[own, rel.label], rel.label, rel.novel))
+            continue
+        pairs.sort(key=lambda p: p != own)  # stable: otherwise sorted order
+        typed = [p for p in pairs if (p, rel.label) in gold_typed]
         pick = next(
-            (p for p in pairs if (p, rel.label) in gold_typed),
-            next((p for p in pairs if p in gold_pairs), pairs[0]),
+            (p for p in typed if (p, rel.label) not in taken),
+            typed[0] if typed else next((p for p in pairs if p in gold_pairs), pairs[0]),
         )
+        taken.add((pick, rel.label))
+        picked[own, rel.label] = pick
         keys.add((pick, rel.label, rel.novel))
     return keys
 

@@ -144,6 +144,39 @@ def test_relation_threshold_drops_low_confidence(tiny_trained_dir):
     assert nlp.get_pipe("bio_relation_llm").stats["re_below_threshold"] == 2
 
 
+def test_none_threshold_one_relates_every_candidate_pair(tiny_trained_dir):
+    nlp = _nlp(tiny_trained_dir, tasks=["relations"], none_threshold=1.0)
+    doc = nlp(_gold_doc(nlp))
+    stats = nlp.get_pipe("bio_relation_llm").stats
+    # Four concepts: six pairs, two trained as relations and four as "None".
+    assert stats["re_pairs"] == 6 and len(doc._.relations) == 6
+    assert stats["re_none_overruled"] == 4
+    argmax = _nlp(tiny_trained_dir, tasks=["relations"], none_threshold=None)
+    assert len(argmax(_gold_doc(argmax))._.relations) == 2
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [(0.5, ("Bind", 0.35)), (0.4, ("None", 0.4)), (None, ("None", 0.4))],
+)
+def test_none_threshold_detects_then_types(threshold, expected):
+    """P(None) = 0.4 beats each label alone but not their sum: detection at 0.5 relates
+    the pair and takes the best label; plain argmax (None) keeps "None"."""
+    from spacy_bioreama.models.hf import ChoiceGeneration
+
+    component = BioRelationLLM(spacy.blank("en"), none_threshold=threshold, backend=object())
+    dist = (("Association", 0.25), ("Bind", 0.35), ("None", 0.4))
+    gen = ChoiceGeneration("None", math.log(0.4), 10, 2, distribution=dist)
+    label, score = component._decide("None", gen)
+    assert (label, round(score, 6)) == expected
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
+def test_none_threshold_out_of_range_is_rejected(bad):
+    with pytest.raises(ValueError, match="none_threshold"):
+        BioRelationLLM(spacy.blank("en"), none_threshold=bad)
+
+
 def test_type_pairs_restrict_candidates(tiny_trained_dir):
     nlp = _nlp(tiny_trained_dir, tasks=["relations"], relation_type_pairs=["Gene|Disease"])
     nlp(_gold_doc(nlp))

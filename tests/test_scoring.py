@@ -91,6 +91,24 @@ def test_empty_documents_score_zero_not_crash(nlp):
     assert scores["ents_f"] == 0.0 and scores["rel_micro_f"] == 0.0
 
 
+def test_unannotated_prediction_or_gold_in_a_corpus(nlp):
+    relations = [
+        Relation((0, 1), (2, 3), "C1", "D1", "Negative_Correlation"),
+        Relation((0, 1), (6, 7), "C1", "D2", "Positive_Correlation"),
+    ]
+    perfect = Example(_doc(nlp, GOLD_MENTIONS, relations), _doc(nlp, GOLD_MENTIONS, relations))
+    # the system predicts nothing on an annotated document: 5 mention fn, 2 relation fn
+    nothing = Example(_doc(nlp, []), _doc(nlp, GOLD_MENTIONS, relations))
+    # a mention on a document without gold annotations: 1 fp
+    unannotated = Example(_doc(nlp, [(0, 7, "Chemical", "C1")]), _doc(nlp, []))
+    scores = score_bio([perfect, nothing, unannotated])
+    assert scores["ents_p"] == pytest.approx(5 / 6)
+    assert scores["ents_r"] == pytest.approx(5 / 10)
+    assert scores["rel_micro_p"] == pytest.approx(1.0)
+    assert scores["rel_micro_r"] == pytest.approx(2 / 4)
+    assert scores["rel_pair_r"] == pytest.approx(2 / 4)
+
+
 def test_composite_gold_concept_counts_once(nlp):
     mentions = [(0, 7, "Chemical", "C1"), (41, 47, "Disease", "D1|D2")]
     gold = _doc(nlp, mentions, [Relation((0, 1), (6, 7), "C1", "D2", "CID")])
@@ -99,6 +117,25 @@ def test_composite_gold_concept_counts_once(nlp):
     scores = score_bio([Example(pred, gold)])
     assert scores["rel_micro_p"] == pytest.approx(1.0)
     assert scores["rel_micro_r"] == pytest.approx(1.0)
+
+
+def test_relations_of_concepts_sharing_a_mention_stay_distinct(nlp):
+    # "COX1" names two concepts (BioRED "836,840" style); each has a relation of its own.
+    # Gold scored against itself must be perfect: the two relations may not collapse.
+    mentions = [(0, 7, "Chemical", "C1"), (51, 55, "Gene", "G1,G2"), (56, 60, "Gene", "G2")]
+    relations = [
+        Relation((0, 1), (8, 9), "C1", "G1", "Bind"),
+        Relation((0, 1), (9, 10), "C1", "G2", "Bind"),
+    ]
+    scores = score_bio([Example(_doc(nlp, mentions, relations), _doc(nlp, mentions, relations))])
+    assert scores["rel_micro_r"] == pytest.approx(1.0)
+    assert scores["rel_micro_p"] == pytest.approx(1.0)
+    # one prediction, repeated and reversed, matches one of them, not both
+    again = Relation((8, 9), (0, 1), "G1", "C1", "Bind")
+    pred = _doc(nlp, mentions, [relations[0], again])
+    scores = score_bio([Example(pred, _doc(nlp, mentions, relations))])
+    assert scores["rel_micro_p"] == pytest.approx(1.0)
+    assert scores["rel_micro_r"] == pytest.approx(1 / 2)
 
 
 def test_novelty_setting_when_predicted(nlp):

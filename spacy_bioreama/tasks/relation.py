@@ -20,7 +20,7 @@ window share the same text prefix.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
@@ -176,6 +176,29 @@ def parse_answer(answer: str, labels: Sequence[str]) -> str | None:
     last = last.strip(" .'\"`")
     by_lower = {label.lower(): label for label in answer_choices(labels)}
     return by_lower.get(last.lower())
+
+
+def decide(
+    answer: str | None,
+    probability: float,
+    probabilities: Mapping[str, float] | None,
+    none_threshold: float | None,
+) -> tuple[str | None, float]:
+    """The decision for one constrained pair answer: detection, then typing.
+
+    The pair is related when P(None) < `none_threshold`, and then takes its most probable
+    relation label, even when "None" alone outscores each label (with several labels
+    sharing the positive mass, plain argmax says "None" far too often). Without a
+    threshold or an option distribution: the argmax `answer` and its `probability`.
+    """
+    if none_threshold is None or not probabilities or NO_RELATION not in probabilities:
+        return answer, probability
+    p_none = probabilities[NO_RELATION]
+    positives = {k: v for k, v in probabilities.items() if k != NO_RELATION}
+    if p_none >= none_threshold or not positives:
+        return NO_RELATION, p_none
+    best = max(positives, key=positives.get)
+    return best, positives[best]
 
 
 # -- training-data helpers: rationales (REaMA chain of thought) and negative sampling --

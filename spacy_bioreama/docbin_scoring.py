@@ -1,0 +1,201 @@
+"""Score a system's predicted DocBin against a gold DocBin, without running a model.
+
+Any system can be compared with the same scorers as `evaluate`: write its predictions as
+a DocBin (``doc.ents`` + overflow spans, ``doc._.relations``, ``doc.cats`` for QA) and
+run ``python -m spacy_bioreama score GOLD.spacy PRED.spacy``.
+
+Alignment: by ``doc.user_data["doc_id"]`` when every gold and predicted document has a
+unique one (predictions may come in any order; extra predictions are ignored and
+counted), else by position, which needs the same number of documents. A gold document
+without a prediction, or whose prediction has another text, is an error naming the file
+and the document.
+
+Which scorer applies is decided from the gold data (`detect_task`), or forced:
+
+* ``bio`` (BioRED, BC5CDR, NCBI-disease ...): ``ents_*`` and ``rel_*`` (`scoring.py`);
+* ``pair`` (GAD, EU-ADR, ChemProt, DDI): ``pair_*`` (`task_scoring.py`);
+* ``qa`` (PubMedQA): ``qa_*`` (`task_scoring.py`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+from spacy.vocab import Vocab
+
+from . import relations as _relations  # noqa: F401  (registers doc._.relations)
+from .corpora.pair_tsv import PAIR_SCHEMES
+from .schema import NEGATIVE_RELATION_LABELS
+from .scoring import score_bio
+from .task_scoring import QA_ANSWERS, score_pairs, score_qa
+from .tasks import qa
+
+DOC_ID_KEY = "doc_id"
+TASKS = ("auto", "bio", "pair", "qa")
+SCORERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "bio": score_bio,
+    "pair": score_pairs,
+    "qa": score_qa,
+}
+# doc id prefixes written by the pair readers (pair_tsv.py: "<scheme>:...", ddi.py: "DDI-...")
+_PAIR_ID_PREFIXES = tuple(f"{name}:" for name in PAIR_SCHEMES) + ("DDI-",)
+
+
+class ScoringInputError(ValueError):
+    """The gold or predicted documents cannot be scored together."""
+
+
+def load_docbin(path: Path, vocab: Vocab, what: str) -> list[Doc]:
+    """The documents of a DocBin, with an error naming the file when it is not one."""
+    if not path.is_file():
+        raise ScoringInputError(f"{what} file {str(path)!r} does not exist")
+    try:
+        return list(DocBin().from_disk(path).get_docs(vocab))
+    except Exception as err:  # msgpack/zlib errors of a file that is not a DocBin
+        raise ScoringInputError(f"{path}: not a spaCy DocBin (.spacy) file ({err})") from err
+
+
+def _doc_id(doc: Doc) -> str | None:
+    value = doc.user_data.get(DOC_ID_KEY)
+    return None if value is None else str(value)
+
+
+def _first_difference(a: str, b: str) -> int:
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+
+
+def align(
+    gold: Sequence[Doc], pred: Sequence[Doc], gold_path: Path, pred_path: Path
+) -> tuple[list[Example], dict[str, Any]]:
+    """`Example(pred, gold)` per gold document, and how they were aligned."""
+    gold_ids, pred_ids = [_doc_id(d) for d in gold], [_doc_id(d) for d in pred]
+    by_id = (
+        None not in gold_ids
+        and None not in pred_ids
+        and len(set(gold_ids)) == len(gold_ids)
+        and len(set(pred_ids)) == len(pred_ids)
+    )
+    if by_id:
+        pred_by_id = dict(zip(pred_ids, pred, strict=True))
+        pairs = []
+        for i, (doc_id, gold_doc) in enumerate(zip(gold_ids, gold, strict=True)):
+            if doc_id not in pred_by_id:
+                raise ScoringInputError(
+                    f"{pred_path}: no prediction for document {doc_id!r} "
+                    f"(document {i + 1} of {gold_path})"
+                )
+            pairs.append((doc_id, gold_doc, pred_by_id[doc_id]))
+        unmatched = len(set(pred_ids) - set(gold_ids))
+    else:
+        if len(gold) != len(pred):
+            raise ScoringInputError(
+                f"{gold_path} has {len(gold)} documents and {pred_path} has {len(pred)}; "
+                f"without a unique user_data['{DOC_ID_KEY}'] on every document they are "
+                "aligned by position, which needs the same number"
+            )
+        pairs = [
+            (gold_ids[i] or f"#{i + 1}", g, p)
+            for i, (g, p) in enumerate(zip(gold, pred, strict=True))
+        ]
+        unmatched = 0
+    examples = []
+    for doc_id, gold_doc, pred_doc in pairs:
+        if gold_doc.text != pred_doc.text:
+            at = _first_difference(gold_doc.text, pred_doc.text)
+            raise ScoringInputError(
+                f"{pred_path}: the text of document {doc_id!r} differs from {gold_path}'s "
+                f"(first difference at character {at}: gold {gold_doc.text[at : at + 20]!r}, "
+                f"predicted {pred_doc.text[at : at + 20]!r})"
+            )
+        examples.append(Example(pred_doc, gold_doc))
+    info = {
+        "aligned_by": DOC_ID_KEY if by_id else "position",
+        "unmatched_predictions": unmatched,
+    }
+    return examples, info
+
+
+def detect_task(gold: Sequence[Doc]) -> str:
+    """ "qa" when documents carry a question or yes/no/maybe cats; "pair" when relations
+    carry a corpus negative label or doc ids come from a pair reader; else "bio"."""
+    if any(d.user_data.get(qa.QUESTION_KEY) or set(d.cats) & set(QA_ANSWERS) for d in gold):
+        return "qa"
+    if any(r.label in NEGATIVE_RELATION_LABELS for d in gold for r in d._.relations) or any(
+        (_doc_id(d) or "").startswith(_PAIR_ID_PREFIXES) for d in gold
+    ):
+        return "pair"
+    return "bio"
+
+
+def score_docbins(gold_path: Path, pred_path: Path, task: str = "auto") -> dict[str, Any]:
+    """Metrics (keys of the applicable scorer at the top level) plus a "meta" block."""
+    if task not in TASKS:
+        raise ScoringInputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    vocab = Vocab()
+    gold = load_docbin(gold_path, vocab, "gold")
+    pred = load_docbin(pred_path, vocab, "prediction")
+    if not gold:
+        raise ScoringInputError(f"{gold_path} holds no documents")
+    examples, info = align(gold, pred, gold_path, pred_path)
+    if info["unmatched_predictions"]:
+        print(
+            f"warning: {info['unmatched_predictions']} documents of {pred_path} are not in "
+            f"{gold_path} and are not scored",
+            file=sys.stderr,
+        )
+    resolved = detect_task(gold) if task == "auto" else task
+    metrics = SCORERS[resolved](examples)
+    metrics["meta"] = {
+        "gold": str(gold_path),
+        "pred": str(pred_path),
+        "task": resolved,
+        "documents": len(examples),
+        **info,
+    }
+    return metrics
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """A markdown table of the headline metrics of `score_docbins`."""
+    meta = metrics.get("meta", {})
+    lines = [
+        f"Predictions `{meta.get('pred')}` against `{meta.get('gold')}` "
+        f"({meta.get('documents')} documents, task `{meta.get('task')}`).",
+        "",
+    ]
+    if meta.get("task") == "qa":
+        lines += ["| metric | value |", "|---|---|"]
+        lines.append(f"| accuracy | {_pct(metrics['qa_acc'])} |")
+        lines.append(f"| macro-F1 | {_pct(metrics['qa_macro_f'])} |")
+        return "\n".join(lines) + "\n"
+    lines += ["| metric | P | R | F1 |", "|---|---|---|---|"]
+    if meta.get("task") == "pair":
+        rows = [("pair, micro over positive labels", "pair")]
+        per_type = metrics.get("pair_per_type", {})
+    else:
+        rows = [
+            ("NER (strict mentions)", "ents"),
+            ("RE pair", "rel_pair"),
+            ("RE pair + type", "rel_micro"),
+            ("RE pair + type + novelty", "rel_novelty"),
+        ]
+        per_type = {}
+    for label, key in rows:
+        lines.append(
+            f"| {label} | {_pct(metrics[key + '_p'])} | {_pct(metrics[key + '_r'])} | "
+            f"{_pct(metrics[key + '_f'])} |"
+        )
+    for label, score in per_type.items():
+        lines.append(f"| {label} | {_pct(score['p'])} | {_pct(score['r'])} | {_pct(score['f'])} |")
+    return "\n".join(lines) + "\n"

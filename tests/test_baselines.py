@@ -1,0 +1,287 @@
+"""Baselines (co-occurrence floor, spaCy NER scoring, spacy-llm NER.v3) and the
+generated results page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import Doc, DocBin
+from typer.testing import CliRunner
+
+from spacy_bioreama.annotation import set_entities
+from spacy_bioreama.baselines import (
+    REL_KEYS,
+    cooccurrence_relations,
+    most_frequent_label,
+    run_cooccurrence,
+    run_spacy_llm_ner,
+    run_spacy_ner,
+    spacy_llm_ner_pipeline,
+)
+from spacy_bioreama.cli import app
+from spacy_bioreama.relations import Relation
+from spacy_bioreama.results import PUBLISHED
+
+TEXT = "BRCA1 binds PALB2 in breast cancer; aspirin lowers breast cancer risk in mice."
+MENTIONS = [  # (surface, occurrence, label, concept id)
+    ("BRCA1", 0, "GeneOrGeneProduct", "672"),
+    ("PALB2", 0, "GeneOrGeneProduct", "79728"),
+    ("breast cancer", 0, "DiseaseOrPhenotypicFeature", "D001943"),
+    ("aspirin", 0, "ChemicalEntity", "D001241"),
+    ("breast cancer", 1, "DiseaseOrPhenotypicFeature", "D001943"),
+    ("mice", 0, "OrganismTaxon", "10090"),
+]
+
+
+def _offsets(surface: str, occurrence: int) -> tuple[int, int]:
+    start = -1
+    for _ in range(occurrence + 1):
+        start = TEXT.index(surface, start + 1)
+    return start, start + len(surface)
+
+
+def gold_doc(nlp) -> Doc:
+    """Six mentions of five concepts, three gold relations (one per label kind)."""
+    doc = nlp.make_doc(TEXT)
+    spans = []
+    for surface, occ, label, cid in MENTIONS:
+        start, end = _offsets(surface, occ)
+        spans.append(doc.char_span(start, end, label=label, kb_id=cid))
+    set_entities(doc, spans)
+    tok = {s.kb_id_: (s.start, s.end) for s in reversed(doc.ents)}  # first mentions
+    doc._.relations = [
+        Relation(tok["672"], tok["79728"], "672", "79728", "Bind"),
+        Relation(tok["672"], tok["D001943"], "672", "D001943", "Association"),
+        Relation(tok["D001241"], tok["D001943"], "D001241", "D001943", "Negative_Correlation"),
+    ]
+    return doc
+
+
+def train_docs(nlp) -> list[Doc]:
+    """Association twice, Bind once, and three negative-labelled pairs (not relations)."""
+    doc = gold_doc(nlp)
+    other = gold_doc(nlp)
+    r = doc._.relations[0]
+    other._.relations = [r._replace(label="Association"), *[r._replace(label="0")] * 3]
+    return [doc, other]
+
+
+@pytest.fixture
+def nlp():
+    return spacy.blank("en")
+
+
+def test_most_frequent_label_ignores_negatives_and_breaks_ties_alphabetically(nlp):
+    label, counts = most_frequent_label(train_docs(nlp))
+    assert label == "Association"
+    assert counts == {"Association": 2, "Bind": 1, "Negative_Correlation": 1}
+    tie = gold_doc(nlp)  # Bind, Association, Negative_Correlation once each
+    assert most_frequent_label([tie])[0] == "Association"
+    with pytest.raises(ValueError, match="no relations"):
+        most_frequent_label([nlp.make_doc("nothing here")])
+
+
+def test_cooccurrence_relations_are_the_allowed_candidate_pairs(nlp):
+    doc = gold_doc(nlp)
+    rels = cooccurrence_relations(doc, "Association")
+    # OrganismTaxon pairs are not among BioRED's type pairs; the second "breast cancer"
+    # mention is the same concept, so it adds no pair.
+    assert [(r.head_id, r.tail_id, r.label) for r in rels] == [
+        ("672", "79728", "Association"),
+        ("672", "D001943", "Association"),
+        ("672", "D001241", "Association"),
+        ("79728", "D001943", "Association"),
+        ("79728", "D001241", "Association"),
+        ("D001943", "D001241", "Association"),
+    ]
+    assert all(r.head_span(doc).text in TEXT for r in rels)
+    assert len(cooccurrence_relations(doc, "Bind", type_pairs=[])) == 10  # all 5 choose 2
+
+
+def test_cooccurrence_floor_scores_exactly(nlp):
+    metrics = run_cooccurrence(train_docs(nlp), [gold_doc(nlp)], nlp.make_doc)
+    gold = metrics["gold_entities"]
+    # 6 predicted pairs, 3 gold pairs, all found: P 3/6, R 1, F 2/3.
+    assert gold["rel_pair_p"] == pytest.approx(0.5)
+    assert gold["rel_pair_r"] == pytest.approx(1.0)
+    assert gold["rel_pair_f"] == pytest.approx(2 / 3)
+    # typed: only 672-D001943 Association is right: P 1/6, R 1/3, F 2/9.
+    assert gold["rel_micro_p"] == pytest.approx(1 / 6)
+    assert gold["rel_micro_r"] == pytest.approx(1 / 3)
+    assert gold["rel_micro_f"] == pytest.approx(2 / 9)
+    assert gold["rel_novelty_f"] is None  # novelty is not predicted
+    assert gold["run"]["label"] == "Association"
+    assert gold["run"]["predicted_relations"] == 6
+    # gold entities copied over are not an NER result, and there is no end-to-end run
+    assert metrics["ents_f"] is None and metrics["rel_micro_f"] is None
+
+
+def test_baseline_cooccurrence_command_writes_metrics_with_meta(nlp, tmp_path, monkeypatch):
+    DocBin(docs=train_docs(nlp), store_user_data=True).to_disk(tmp_path / "train.spacy")
+    DocBin(docs=[gold_doc(nlp)] * 3, store_user_data=True).to_disk(tmp_path / "dev.spacy")
+    out = tmp_path / "m" / "cooc.json"
+    args = [
+        "baseline-cooccurrence",
+        str(tmp_path / "dev.spacy"),
+        "--train",
+        str(tmp_path / "train.spacy"),
+        "--limit",
+        "2",
+        "--output",
+        str(out),
+    ]
+    monkeypatch.setattr("sys.argv", ["spacy_bioreama", *args])  # as from the shell
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["meta"]["documents"] == 2
+    assert metrics["meta"]["data"] == str(tmp_path / "dev.spacy")
+    assert metrics["meta"]["command"].startswith("python -m spacy_bioreama baseline-cooccurrence ")
+    assert metrics["gold_entities"]["rel_pair_f"] == pytest.approx(2 / 3)
+    assert "pair 66.7, pair+type 22.2" in result.output
+
+
+def test_baseline_cooccurrence_missing_train_file_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(
+        app, ["baseline-cooccurrence", "dev.spacy", "--train", str(tmp_path / "nope.spacy")]
+    )
+    assert result.exit_code == 1
+    assert "nope.spacy not found" in result.output
+
+
+def test_spacy_ner_scoring_uses_strict_mentions(nlp):
+    ner = spacy.blank("en")
+    ruler = ner.add_pipe("entity_ruler")
+    ruler.add_patterns(
+        [
+            {"label": "GeneOrGeneProduct", "pattern": "BRCA1"},  # right
+            {"label": "DiseaseOrPhenotypicFeature", "pattern": "aspirin"},  # wrong type
+        ]
+    )
+    metrics = run_spacy_ner(ner, [gold_doc(nlp)])
+    assert metrics["ents_p"] == pytest.approx(0.5)
+    assert metrics["ents_r"] == pytest.approx(1 / 6)
+    assert metrics["ents_f"] == pytest.approx(0.25)
+    assert all(metrics[k] is None for k in REL_KEYS)  # an NER model does no RE
+    assert metrics["run"]["docs"] == 1
+
+
+def test_spacy_llm_ner_v3_runs_on_our_model(tiny_model_dir, nlp):
+    llm_nlp = spacy_llm_ner_pipeline(str(tiny_model_dir), max_new_tokens=8, device="cpu")
+    task = llm_nlp.get_pipe("llm").task
+    (prompts, _shards), *_ = task.generate_prompts([llm_nlp.make_doc(TEXT)])
+    assert prompts[0].startswith("You are an expert Named Entity Recognition")  # NER.v3's
+    assert "GeneOrGeneProduct, OrganismTaxon" in prompts[0]
+    # a random tiny model answers nonsense: the run must still give valid NER metrics
+    metrics = run_spacy_llm_ner(llm_nlp, [gold_doc(nlp)])
+    assert 0.0 <= metrics["ents_f"] <= 1.0
+    assert metrics["rel_micro_f"] is None
+    assert metrics["run"]["docs"] == 1
+    assert isinstance(metrics["run"]["first_response"], str)  # saved for inspection
+
+
+# --- the results page -----------------------------------------------------------------
+
+
+def _metrics(ents: float | None, e2e: float | None, pair: float | None, typed: float | None):
+    return {
+        "ents_p": ents,
+        "ents_r": ents,
+        "ents_f": ents,
+        "rel_pair_f": e2e,
+        "rel_micro_f": e2e,
+        "gold_entities": {"rel_pair_f": pair, "rel_micro_f": typed},
+    }
+
+
+FIXTURES = {
+    "base": _metrics(0.0101, 0.0202, 0.0303, 0.0404),
+    "tuned": _metrics(0.1111, 0.2222, 0.3333, 0.4444),
+    "spacy_ner": {**_metrics(0.5555, None, None, None), "gold_entities": None},
+    "cooccurrence": _metrics(None, None, 0.6666, 0.7777),
+    "spacy_llm": _metrics(0.0888, None, None, None),
+}
+
+
+def _write_fixtures(tmp_path: Path, documents: int = 10, skip: str | None = None) -> list[str]:
+    args = []
+    for key, metrics in FIXTURES.items():
+        path = tmp_path / f"{key}.json"
+        meta = {
+            "model": f"model-{key}",
+            "adapter": None,
+            "data": "corpus/biored_dev.spacy",
+            "documents": documents if key != "spacy_llm" else documents,
+            "command": f"python -m spacy_bioreama make-{key}",
+        }
+        if key != skip:
+            path.write_text(json.dumps({**metrics, "meta": meta}))
+        args += [f"--{key.replace('_', '-')}", str(path)]
+    return args
+
+
+def _invoke(tmp_path: Path, args: list[str]):
+    out = tmp_path / "docs" / "results.md"
+    result = CliRunner().invoke(
+        app,
+        ["results", "--output", str(out), "--benchmark", str(tmp_path / "bench.json"), *args],
+    )
+    return result, out
+
+
+def _row(page: str, start: str) -> list[str]:
+    line = next(line for line in page.splitlines() if line.startswith(f"| {start}"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_results_page_holds_every_figure_and_the_published_block(tmp_path):
+    (tmp_path / "bench.json").write_text(
+        '{"docs_per_s": 4.25, "naive_docs_per_s": 1.5, "speedup": 2.83, "docs": 8}\n'
+    )
+    result, out = _invoke(tmp_path, _write_fixtures(tmp_path))
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    head = page[: page.index("| system |")]
+    assert "Generated by the command below" in head
+    assert "```bash\npython -m spacy_bioreama" in head
+    # (b): NER P/R/F1, RE e2e pair+type, gold pair, gold pair+type, documents
+    assert _row(page, "(b)")[1:] == ["11.1", "11.1", "11.1", "22.2", "33.3", "44.4", "10"]
+    # (c) does no RE, (d) no NER: blank cells, not zeros
+    assert _row(page, "(c)")[1:] == ["55.5", "55.5", "55.5", "", "", "", "10"]
+    assert _row(page, "(d)")[1:] == ["", "", "", "", "66.7", "77.8", "10"]
+    assert _row(page, "(a)")[3] == "1.0"
+    assert "`python -m spacy_bioreama make-spacy_llm`" in page  # how each row was made
+    assert "| docs_per_s | 4.25 |" in page and "| speedup | 2.83 |" in page
+    published = page.index("## Published figures (not measured here)")
+    for _, value in PUBLISHED:
+        assert page.index(value) > published  # literature numbers only in their block
+    assert "65.17" in page and "12.21" in page
+
+
+def test_results_page_without_benchmark_says_so(tmp_path):
+    result, out = _invoke(tmp_path, _write_fixtures(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "No benchmark record" in out.read_text()
+
+
+def test_results_missing_metrics_file_names_it_and_its_command(tmp_path):
+    result, out = _invoke(tmp_path, _write_fixtures(tmp_path, skip="cooccurrence"))
+    assert result.exit_code == 1
+    assert "cooccurrence.json" in result.output
+    assert "spacy project run baseline-cooccurrence" in result.output
+    assert not out.exists()
+
+
+def test_results_refuses_rows_on_different_documents(tmp_path):
+    args = _write_fixtures(tmp_path)
+    tuned = tmp_path / "tuned.json"
+    data = json.loads(tuned.read_text())
+    data["meta"]["documents"] = 2
+    tuned.write_text(json.dumps(data))
+    result, out = _invoke(tmp_path, args)
+    assert result.exit_code == 1
+    assert "different data or document counts" in result.output
+    assert not out.exists()
