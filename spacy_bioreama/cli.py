@@ -126,6 +126,7 @@ def demo(
     model: Annotated[str, typer.Option(help="Base model name or path.")] = "default",
     adapter: Annotated[str | None, typer.Option(help="PEFT LoRA adapter directory.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
+    max_prompt_tokens: MaxPromptTokensOption = None,
 ) -> None:
     """The main job: annotate BioRED dev abstracts with the embedded model (or yours),
     show the first document's entities and relations, then throughput and scores."""
@@ -139,7 +140,15 @@ def demo(
             err=True,
         )
         raise typer.Exit(1)
-    nlp, component = _build_pipeline(None, model, adapter, "entities,relations", batch_size, device)
+    nlp, component = _build_pipeline(
+        None,
+        model,
+        adapter,
+        "entities,relations",
+        batch_size,
+        device,
+        max_prompt_tokens=max_prompt_tokens,
+    )
     gold = []
     for doc in read("pubtator", source, make_doc=nlp.make_doc):
         gold.append(doc)

@@ -30,29 +30,38 @@ def _mention_keys(doc: Doc) -> set[tuple[int, int, str]]:
     return {(s.start_char, s.end_char, s.label_) for s in all_mentions(doc)}
 
 
-def score_entities(examples: Iterable[Example]) -> dict[str, Any]:
-    """Strict mention-level NER scores over all mentions."""
+def labelled_prf(gold: set[tuple], predicted: set[tuple], prefix: str) -> dict[str, Any]:
+    """Micro and per-label P/R/F (`<prefix>_p/_r/_f`, `<prefix>_per_type`) of exact-match
+    keys whose last element is the label: one counting loop for every scorer."""
     total = PRFScore()
-    per_type: dict[str, PRFScore] = defaultdict(PRFScore)
-    for eg in examples:
-        pred, gold = _mention_keys(eg.predicted), _mention_keys(eg.reference)
-        for key in pred | gold:
-            score = per_type[key[2]]
-            if key in pred and key in gold:
-                total.tp += 1
-                score.tp += 1
-            elif key in pred:
-                total.fp += 1
-                score.fp += 1
-            else:
-                total.fn += 1
-                score.fn += 1
+    per_label: dict[str, PRFScore] = defaultdict(PRFScore)
+    for key in gold | predicted:
+        score = per_label[key[-1]]
+        if key in gold and key in predicted:
+            total.tp += 1
+            score.tp += 1
+        elif key in predicted:
+            total.fp += 1
+            score.fp += 1
+        else:
+            total.fn += 1
+            score.fn += 1
     return {
-        "ents_p": total.precision,
-        "ents_r": total.recall,
-        "ents_f": total.fscore,
-        "ents_per_type": {k: v.to_dict() for k, v in sorted(per_type.items())},
+        f"{prefix}_p": total.precision,
+        f"{prefix}_r": total.recall,
+        f"{prefix}_f": total.fscore,
+        f"{prefix}_per_type": {k: v.to_dict() for k, v in sorted(per_label.items())},
     }
+
+
+def score_entities(examples: Iterable[Example]) -> dict[str, Any]:
+    """Strict mention-level NER scores over all mentions (keys compared per document)."""
+    gold: set[tuple] = set()
+    predicted: set[tuple] = set()
+    for i, eg in enumerate(examples):
+        gold |= {(i, *key) for key in _mention_keys(eg.reference)}
+        predicted |= {(i, *key) for key in _mention_keys(eg.predicted)}
+    return labelled_prf(gold, predicted, "ents")
 
 
 def _concept_mentions(doc: Doc) -> dict[str, set[tuple[int, int]]]:

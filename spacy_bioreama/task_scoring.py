@@ -30,7 +30,6 @@ user data is never read).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
@@ -40,7 +39,7 @@ from spacy.training import Example
 from spacy.util import registry
 
 from .schema import NEGATIVE_RELATION_LABELS
-from .scoring import _concept_map, gold_relation_keys, predicted_relation_keys
+from .scoring import _concept_map, gold_relation_keys, labelled_prf, predicted_relation_keys
 from .tasks import qa
 
 QA_ANSWERS: tuple[str, ...] = qa.CHOICES
@@ -62,25 +61,7 @@ def positive_label_scores(
     duplicates of the same assignment count once."""
     gold_set = {(item, label) for item, label in gold if not is_negative_label(label)}
     pred_set = {(item, label) for item, label in predicted if not is_negative_label(label)}
-    total = PRFScore()
-    per_label: dict[str, PRFScore] = defaultdict(PRFScore)
-    for key in gold_set | pred_set:
-        score = per_label[key[1]]
-        if key in gold_set and key in pred_set:
-            total.tp += 1
-            score.tp += 1
-        elif key in pred_set:
-            total.fp += 1
-            score.fp += 1
-        else:
-            total.fn += 1
-            score.fn += 1
-    return {
-        f"{prefix}_p": total.precision,
-        f"{prefix}_r": total.recall,
-        f"{prefix}_f": total.fscore,
-        f"{prefix}_per_type": {k: v.to_dict() for k, v in sorted(per_label.items())},
-    }
+    return labelled_prf(gold_set, pred_set, prefix)
 
 
 def choice_scores(

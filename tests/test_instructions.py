@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import spacy
+import srsly
 from spacy.tokens import DocBin
 
 from spacy_bioreama.annotation import all_mentions, set_entities
@@ -524,12 +525,23 @@ def test_bad_config_names_source_and_field(tmp_path):
 
 
 def test_shipped_configs_parse(tmp_path):
+    lengths = {}
     for name in ("instructions_quick.cfg", "instructions_multitask.cfg"):
         settings, sources = parse_config(
             load_config(REPO / "configs" / name, {"paths.corpus": str(tmp_path)})
         )
-        assert settings.max_length == 1024 and sources
+        lengths[name] = settings.max_length
+        assert sources
         assert all(str(s.train).startswith(str(tmp_path)) for s in sources)
+    # The quick workflow trains and evaluates with the same window size: instruction
+    # max_length = trainer max_length = the component's max_prompt_tokens in project.yml.
+    train_cfg = load_config(REPO / "configs" / "train_quick_cpu.cfg")
+    project_vars = srsly.read_yaml(REPO / "project.yml")["vars"]
+    assert (
+        lengths["instructions_quick.cfg"]
+        == train_cfg["training"]["max_length"]
+        == project_vars["max_prompt_tokens"]
+    )
     _, sources = parse_config(
         load_config(REPO / "configs" / "instructions_multitask.cfg", {"paths.corpus": "c"})
     )
