@@ -426,7 +426,9 @@ def compare(
     metrics_files: Annotated[list[Path], typer.Argument(help="Metrics JSON files from evaluate.")],
     output: Annotated[Path | None, typer.Option(help="Markdown file to write.")] = None,
 ) -> None:
-    """Put several `evaluate` results side by side (F1 per metric, one column each)."""
+    """Put several `evaluate` (or `evaluate-instructions`) results side by side, one
+    column each: F1 per metric, and per corpus F1 (relations, pairs) or accuracy and
+    macro-F1 (QA)."""
     runs = [(p.stem, json.loads(p.read_text())) for p in metrics_files]
 
     def get(metrics: dict, path: str):
@@ -444,13 +446,25 @@ def compare(
         ("documents", "meta/documents"),
         ("docs/s (end to end)", "run/docs_per_s"),
     ]
+    if not any("corpora" not in metrics for _, metrics in runs):
+        rows = []  # evaluate-instructions results only: per-corpus rows
+    corpora: dict[str, str] = {}
+    for _, metrics in runs:
+        for key, m in (metrics.get("corpora") or {}).items():
+            corpora.setdefault(key, m.get("task", ""))
+    for key, task in corpora.items():
+        if task == "qa":
+            rows += [(f"{key} accuracy", f"corpora/{key}/qa_acc")]
+            rows += [(f"{key} macro-F1", f"corpora/{key}/qa_macro_f")]
+        else:
+            rows.append((f"{key} F1 ({task}, positive labels)", f"corpora/{key}/{task}_f"))
     lines = ["| metric | " + " | ".join(name for name, _ in runs) + " |"]
     lines.append("|---|" + "---|" * len(runs))
     for label, path in rows:
         cells = []
         for _, metrics in runs:
             value = get(metrics, path)
-            if isinstance(value, float) and path.endswith("_f"):
+            if isinstance(value, float) and path.endswith(("_f", "_acc")):
                 cells.append(f"{100 * value:.1f}")
             else:
                 cells.append("–" if value is None else str(value))

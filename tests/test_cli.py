@@ -80,6 +80,28 @@ def test_evaluate_and_compare(tiny_trained_dir, tmp_path):
     assert "| NER F1 (strict mentions) | 0.0 | 0.0 |" in (tmp_path / "c.md").read_text()
 
 
+def test_compare_per_corpus_task_scores(tmp_path):
+    """evaluate-instructions results side by side: one row per corpus and metric."""
+
+    def write(name, gad_f, qa_acc):
+        corpora = {
+            "gad": {"corpus": "gad", "task": "pair", "pair_f": gad_f},
+            "pubmedqa": {"corpus": "pubmedqa", "task": "qa", "qa_acc": qa_acc, "qa_macro_f": 0.25},
+        }
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"corpora": corpora, "meta": {"command": name}}))
+        return str(path)
+
+    files = [write("base", 0.5, 0.125), write("tuned", 0.75, None)]
+    result = runner.invoke(app, ["compare", *files, "--output", str(tmp_path / "c.md")])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "c.md").read_text()
+    assert "| gad F1 (pair, positive labels) | 50.0 | 75.0 |" in table
+    assert "| pubmedqa accuracy | 12.5 | – |" in table
+    assert "| pubmedqa macro-F1 | 25.0 | 25.0 |" in table
+    assert "NER" not in table
+
+
 def test_package_contains_the_adapter(tiny_model_dir, tiny_adapter_dir, tmp_path):
     result = runner.invoke(
         app,
