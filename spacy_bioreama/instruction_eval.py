@@ -25,7 +25,6 @@ unanswered (a false negative, or a wrong QA answer) and in ``too_long``.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .jsonl import iter_json_objects
 from .models.backend import ChatPrompt, Generation
 from .schema import NEGATIVE_RELATION_LABELS
 from .task_scoring import choice_scores, positive_label_scores
@@ -80,24 +80,15 @@ def read_eval_records(path: Path) -> tuple[list[EvalRecord], Counter]:
         raise InstructionDataError(f"instruction file {str(path)!r} does not exist")
     records: list[EvalRecord] = []
     skipped: Counter = Counter()
-    with path.open(encoding="utf8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InstructionDataError(f"{where}: not valid JSON ({err.msg})") from err
-            if not isinstance(raw, dict):
-                raise InstructionDataError(f"{where}: a record must be a JSON object")
-            task = raw.get("task")
-            if not isinstance(task, str) or not task:
-                raise InstructionDataError(f"{where}: field 'task' is missing or not a string")
-            if raw.get("choices") is None:
-                skipped[task] += 1
-                continue
-            records.append(_eval_record(raw, where, lineno, task))
+    for lineno, raw in iter_json_objects(path, InstructionDataError):
+        where = f"{path}:{lineno}"
+        task = raw.get("task")
+        if not isinstance(task, str) or not task:
+            raise InstructionDataError(f"{where}: field 'task' is missing or not a string")
+        if raw.get("choices") is None:
+            skipped[task] += 1
+            continue
+        records.append(_eval_record(raw, where, lineno, task))
     return records, skipped
 
 

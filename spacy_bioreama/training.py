@@ -140,6 +140,7 @@ from typing import Any
 from spacy import registry
 from thinc.api import Config
 
+from .jsonl import iter_json_objects
 from .tasks.base import TaskExample
 
 RUN_STATE_NAME = "run.json"
@@ -454,25 +455,16 @@ def read_instruction_jsonl(path: str | os.PathLike, *, what: str = "paths.train"
     if not path.is_file():
         raise FileNotFoundError(f"{what}: instruction file {str(path)!r} does not exist")
     records: list[dict] = []
-    with path.open(encoding="utf8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TrainingDataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
-            if not isinstance(record, dict):
-                raise TrainingDataError(f"{path}:{lineno}: a record must be a JSON object")
-            for key in REQUIRED_FIELDS:
-                if not isinstance(record.get(key), str):
-                    raise TrainingDataError(
-                        f"{path}:{lineno}: field {key!r} is missing or not a string "
-                        f"(records need {', '.join(REQUIRED_FIELDS)})"
-                    )
-            if not record["output"].strip():
-                raise TrainingDataError(f"{path}:{lineno}: empty 'output' (nothing to learn)")
-            records.append(record)
+    for lineno, record in iter_json_objects(path, TrainingDataError):
+        for key in REQUIRED_FIELDS:
+            if not isinstance(record.get(key), str):
+                raise TrainingDataError(
+                    f"{path}:{lineno}: field {key!r} is missing or not a string "
+                    f"(records need {', '.join(REQUIRED_FIELDS)})"
+                )
+        if not record["output"].strip():
+            raise TrainingDataError(f"{path}:{lineno}: empty 'output' (nothing to learn)")
+        records.append(record)
     if not records:
         raise TrainingDataError(f"{what}: {path} contains no examples (empty dataset)")
     return records

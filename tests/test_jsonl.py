@@ -1,0 +1,32 @@
+import pytest
+
+from spacy_bioreama.instruction_eval import InstructionDataError, read_eval_records
+from spacy_bioreama.jsonl import iter_json_objects
+from spacy_bioreama.training import TrainingDataError, read_instruction_jsonl
+
+
+class _Bad(ValueError):
+    pass
+
+
+def test_blank_lines_are_skipped_and_line_numbers_kept(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"a": 1}\n\n   \n{"a": 2}\n', encoding="utf8")
+    assert list(iter_json_objects(path, _Bad)) == [(1, {"a": 1}), (4, {"a": 2})]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [("{not json", "not valid JSON"), ("[1, 2]", "a record must be a JSON object")],
+)
+def test_bad_lines_raise_the_callers_error_naming_file_and_line(tmp_path, line, message):
+    path = tmp_path / "b.jsonl"
+    good = '{"task": "re", "instruction": "Classify.", "input": "A and B.", "output": "None"}'
+    path.write_text(good + "\n" + line + "\n", encoding="utf8")
+    with pytest.raises(_Bad, match=rf"b\.jsonl:2: {message}"):
+        list(iter_json_objects(path, _Bad))
+    # the trainer and evaluate-instructions reject the same line with their own error
+    with pytest.raises(TrainingDataError, match=rf"b\.jsonl:2: {message}"):
+        read_instruction_jsonl(path)
+    with pytest.raises(InstructionDataError, match=rf"b\.jsonl:2: {message}"):
+        read_eval_records(path)
