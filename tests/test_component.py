@@ -106,6 +106,21 @@ def test_trained_model_end_to_end_scores_perfectly(tiny_trained_dir):
     assert scores["rel_micro_f"] == 1.0 and scores["rel_pair_f"] == 1.0
 
 
+def test_spacy_evaluate_cli_uses_the_registered_scorer(tiny_trained_dir, tmp_path):
+    # `python -m spacy evaluate PIPELINE GOLD.spacy`: the saved pipeline scores with our
+    # scorer (entities and document-level relations from the DocBin's user data)
+    from spacy.cli.evaluate import evaluate
+    from spacy.tokens import DocBin
+
+    nlp = _nlp(tiny_trained_dir)
+    nlp.to_disk(tmp_path / "pipeline")
+    gold = make_trained_gold_doc(nlp)
+    DocBin(docs=[gold], store_user_data=True).to_disk(tmp_path / "gold.spacy")
+    scores = evaluate(str(tmp_path / "pipeline"), tmp_path / "gold.spacy", silent=True)
+    assert scores["ents_f"] == 1.0 and scores["ents_per_type"]["Gene"]["f"] == 1.0
+    assert scores["rel_micro_f"] == 1.0 and scores["rel_pair_f"] == 1.0
+
+
 def test_batched_pipe_equals_one_by_one(tiny_trained_dir):
     texts = [TRAINED_TEXT, *HARD_INPUTS[2:4], "Cisplatin induced nephrotoxicity in children."]
     nlp = _nlp(tiny_trained_dir)
