@@ -1423,6 +1423,9 @@ def train(
             resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None
         )
         train_seconds = log_cb.train_seconds or float(output.metrics.get("train_runtime", 0.0))
+    # Evaluation time inside train() only: the final dev loss below runs after train_seconds
+    # stopped, so it must not be taken off the training time.
+    eval_in_train_seconds = log_cb.eval_total
     state = trainer.state
 
     dev_loss: float | None = None
@@ -1439,7 +1442,7 @@ def train(
     trainer.save_model(str(tmp_dir))
     tokens = int(state.num_input_tokens_seen or 0) - log_cb.start_tokens
     # Throughput of training proper: evaluation inside train() is not counted.
-    step_seconds = max(train_seconds - log_cb.eval_total, 0.0)
+    step_seconds = max(train_seconds - eval_in_train_seconds, 0.0)
     tokens_per_second = tokens / step_seconds if step_seconds > 0 else 0.0
     steps_run = state.global_step - log_cb.start_step
     rss = peak_rss_bytes()
@@ -1469,6 +1472,7 @@ def train(
             args,
             train_seconds=train_seconds,
             eval_seconds=log_cb.eval_total,
+            eval_in_train_seconds=eval_in_train_seconds,
             steps_run=steps_run,
             tokens=tokens,
             cuda_peak=cuda_peak,
@@ -1512,6 +1516,7 @@ def _training_meta(
     *,
     train_seconds: float,
     eval_seconds: float,
+    eval_in_train_seconds: float,
     steps_run: int,
     tokens: int,
     cuda_peak: int | None,
@@ -1550,11 +1555,12 @@ def _training_meta(
         "qlora": cfg.training.qlora,
         "train_runtime_s": round(train_seconds, 3),
         "eval_runtime_s": round(eval_seconds, 3),
+        "eval_in_train_runtime_s": round(eval_in_train_seconds, 3),
         "wall_time_s": round(result.wall_time_s, 3),
         "tokens_trained_this_run": tokens,
         "tokens_per_second": round(result.tokens_per_second, 2),
         "seconds_per_step": (
-            round((train_seconds - eval_seconds) / steps_run, 4) if steps_run else None
+            round((train_seconds - eval_in_train_seconds) / steps_run, 4) if steps_run else None
         ),
         "peak_rss_bytes": result.peak_rss_bytes,
         "peak_cuda_bytes": cuda_peak,

@@ -227,6 +227,12 @@ def test_three_step_run_writes_loadable_adapter_and_log(tiny_model_dir, data, tm
         assert r["loss"] > 0 and r["tokens_per_s"] > 0 and "learning_rate" in r
     assert [r["step"] for r in log if "eval_loss" in r] == [2, 3]
     assert log[-1]["event"] == "end"
+    # throughput: training time proper, without the evaluations that ran inside train()
+    step_seconds = meta["train_runtime_s"] - meta["eval_in_train_runtime_s"]
+    assert meta["tokens_per_second"] == pytest.approx(
+        meta["tokens_trained_this_run"] / step_seconds, rel=0.01
+    )
+    assert 0 < meta["eval_in_train_runtime_s"] <= meta["eval_runtime_s"]
 
     backend = load_backend(tiny_model_dir, adapter=adapter, device="cpu")
     assert backend.generate([ChatPrompt(user="x")], max_new_tokens=2)[0].new_tokens >= 1
@@ -277,6 +283,17 @@ def _cli_args(overrides: dict) -> list[str]:
     for key, value in overrides.items():
         args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     return args
+
+
+def test_final_dev_loss_is_not_taken_off_the_training_time(tiny_model_dir, data, tmp_path):
+    # eval_steps 0: the only dev loss runs after train(), outside train_runtime
+    ov = base_overrides(tiny_model_dir, data, max_steps=2, eval_steps=0)
+    train(QUICK_CFG, tmp_path / "run", ov)
+    meta = json.loads((tmp_path / "run" / "training_meta.json").read_text())
+    assert meta["eval_runtime_s"] > 0 and meta["eval_in_train_runtime_s"] == 0
+    assert meta["tokens_per_second"] == pytest.approx(
+        meta["tokens_trained_this_run"] / meta["train_runtime_s"], rel=0.01
+    )
 
 
 def test_kill_and_resume(tiny_model_dir, data, tmp_path):
