@@ -50,7 +50,8 @@ from spacy.tokens import Doc
 
 from .annotation import copy_for_prediction
 from .component import TASK_ENTITIES, BioRelationLLM
-from .models.backend import ChatPrompt, Generation
+from .models.backend import ChatPrompt, Generation, LineGuard
+from .models.hf import LineEnder
 from .tasks import relation as re_task
 from .training import peak_rss_bytes
 
@@ -65,6 +66,7 @@ class RecordedCall:
     max_new_tokens: int
     constrained: bool
     answers: list[Generation]
+    line_guard: LineGuard | None = None
 
 
 class RecordingBackend:
@@ -81,9 +83,14 @@ class RecordingBackend:
         *,
         max_new_tokens: int,
         choices: Sequence[Sequence[str] | None] | None = None,
+        line_guard: LineGuard | None = None,
     ) -> list[Generation]:
-        answers = self.inner.generate(prompts, max_new_tokens=max_new_tokens, choices=choices)
-        self.calls.append(RecordedCall(list(prompts), max_new_tokens, choices is not None, answers))
+        answers = self.inner.generate(
+            prompts, max_new_tokens=max_new_tokens, choices=choices, line_guard=line_guard
+        )
+        self.calls.append(
+            RecordedCall(list(prompts), max_new_tokens, choices is not None, answers, line_guard)
+        )
         return answers
 
     @property
@@ -208,10 +215,13 @@ def time_pipeline(
     )
 
 
-def naive_generate(hf: Any, prompt: ChatPrompt, max_new_tokens: int) -> Generation:
-    """One prompt alone through `model.generate` (greedy, batch 1, no cache sharing)."""
+def naive_generate(
+    hf: Any, prompt: ChatPrompt, max_new_tokens: int, line_guard: LineGuard | None = None
+) -> Generation:
+    """One prompt alone through `model.generate` (greedy, batch 1, no cache sharing).
+    A `line_guard` is applied as a logits processor, as `HFBackend` applies it."""
     import torch
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, LogitsProcessorList
 
     ids = hf.encode_prompt(prompt)
     config = GenerationConfig(
@@ -229,6 +239,9 @@ def naive_generate(hf: Any, prompt: ChatPrompt, max_new_tokens: int) -> Generati
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
             generation_config=config,
+            logits_processor=LogitsProcessorList(
+                [_LineEndProcessor(LineEnder(hf, line_guard), len(ids))] if line_guard else []
+            ),
         )
     new = out[0, len(ids) :].tolist()
     stopped = bool(new) and new[-1] in hf.eos_token_ids
@@ -246,6 +259,22 @@ def naive_generate(hf: Any, prompt: ChatPrompt, max_new_tokens: int) -> Generati
     )
 
 
+class _LineEndProcessor:
+    """`LineEnder` as a transformers logits processor (batch 1): once the guard fires,
+    only the line-ending token is allowed next."""
+
+    def __init__(self, ender: Any, prompt_length: int):
+        self.ender, self.prompt_length = ender, prompt_length
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        answer = input_ids[0, self.prompt_length :].tolist()
+        if answer and self.ender.must_end_line(answer):
+            forced = scores.new_full(scores.shape, float("-inf"))
+            forced[:, self.ender.token_id] = 0.0
+            return forced
+        return scores
+
+
 def time_naive(
     hf: Any, calls: Iterable[RecordedCall], docs: int, relation_labels: Sequence[str]
 ) -> NaiveResult:
@@ -257,7 +286,8 @@ def time_naive(
     start = time.perf_counter()
     for call in calls:
         for prompt, ours in zip(call.prompts, call.answers, strict=True):
-            answers.append((call, ours, naive_generate(hf, prompt, call.max_new_tokens)))
+            naive = naive_generate(hf, prompt, call.max_new_tokens, call.line_guard)
+            answers.append((call, ours, naive))
     _sync(hf)
     result.seconds = time.perf_counter() - start
     for call, ours, naive in answers:

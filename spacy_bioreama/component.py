@@ -27,7 +27,7 @@ from spacy.util import minibatch
 
 from . import relations as _relations  # noqa: F401  (registers the Doc extensions)
 from .annotation import set_entities
-from .models.backend import Generation, GenerationBackend
+from .models.backend import Generation, GenerationBackend, LineGuard
 from .relations import Relation
 from .schema import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS, BIORED_TYPE_PAIRS
 from .scoring import make_bio_scorer
@@ -248,13 +248,16 @@ class BioRelationLLM:
             for i, doc in enumerate(docs)
             for window in windows[i]
         ]
-        generations = self._generate([ex for _, ex in examples], self.max_new_tokens)
+        generations = self._generate(
+            [ex for _, ex in examples], self.max_new_tokens, line_guard=ner.line_repeats_a_form
+        )
         mentions_per_doc: list[list[tuple[int, int, str]]] = [[] for _ in docs]
         for (i, example), generation in zip(examples, generations, strict=True):
             if generation is None:
                 continue
             parsed = ner.parse_answer(generation.text, self.entity_labels)
             self.stats["ner_answers"] += 1
+            self.stats["ner_lines_ended_repeating"] += generation.lines_ended
             self.stats["ner_lines_unparseable"] += parsed.unparseable_lines
             self.stats["ner_lines_unknown_type"] += parsed.unknown_labels
             if generation.truncated:
@@ -346,10 +349,15 @@ class BioRelationLLM:
             )
 
     def _generate(
-        self, examples: list, max_new_tokens: int, constrained: bool = False
+        self,
+        examples: list,
+        max_new_tokens: int,
+        constrained: bool = False,
+        line_guard: LineGuard | None = None,
     ) -> list[Generation | None]:
         """Answers for `examples`, in order; None for a prompt that does not fit the
-        model (e.g. very long entity names), counted as `prompts_too_long`."""
+        model (e.g. very long entity names), counted as `prompts_too_long`. The task's
+        `line_guard` (free-form answers) ends lines that loop."""
         fits = [self._prompt_tokens(ex) <= self.backend.max_prompt_tokens for ex in examples]
         self.stats["prompts_too_long"] += fits.count(False)
         todo = [ex for ex, ok in zip(examples, fits, strict=True) if ok]
@@ -360,6 +368,7 @@ class BioRelationLLM:
                 [ex.chat_prompt() for ex in todo],
                 max_new_tokens=max_new_tokens,
                 choices=[ex.choices for ex in todo] if constrained else None,
+                line_guard=line_guard,
             )
         )
         out = [next(generations) if ok else None for ok in fits]

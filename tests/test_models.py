@@ -867,3 +867,27 @@ def test_embedded_prefix_sharing_matches_whole_prompts(embedded_backend):
     _assert_same_generations(a, b)
     assert shared.stats.shared_prefixes == 2  # one per window
     assert shared.stats.prefix_tokens_reused > shared.stats.prompt_tokens_computed
+
+
+def test_line_guard_ends_lines_in_both_decoding_paths(tiny_model_dir):
+    from spacy_bioreama.benchmark import naive_generate
+
+    backend = load_backend(tiny_model_dir, device="cpu")
+    backend.prefix_sharing = False
+    prompts = PROMPTS[:3]
+    plain = backend.generate(prompts, max_new_tokens=12)
+
+    def guard(line: str) -> bool:  # end every line as soon as it holds anything
+        return bool(line.strip())
+
+    guarded = backend.generate(prompts, max_new_tokens=12, line_guard=guard)
+    assert sum(g.lines_ended for g in guarded) > 0 and all(g.lines_ended == 0 for g in plain)
+    assert [g.text for g in guarded] != [g.text for g in plain]
+    newline = backend.tokenizer.encode("\n", add_special_tokens=False)
+    assert len(newline) == 1  # so the forced token is a newline, not end-of-sequence
+    for gen, prompt in zip(guarded, prompts, strict=True):
+        assert gen.text.count("\n") >= gen.lines_ended - 1  # (a final one is stripped)
+        # batched greedy decoding and transformers' generate() with the guard as a
+        # logits processor give the same answer (the benchmark compares the two)
+        naive = naive_generate(backend, prompt, 12, guard)
+        assert naive.text == gen.text and naive.new_tokens == gen.new_tokens

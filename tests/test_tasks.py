@@ -212,3 +212,16 @@ def test_representative_mention_prefers_doc_ents(nlp):
     doc2 = nlp("BRCA1 and cancer")
     set_entities(doc2, [doc2.char_span(0, 5, label="Gene", kb_id="G1,G2")])
     assert re_task.candidate_pairs(re_task.collect_concepts(doc2), set()) == []
+
+
+def test_ner_line_guard_fires_on_a_repeated_form_only():
+    assert ner.line_repeats_a_form("GeneOrGeneProduct: NBS1 ... NBS1 ...")
+    assert ner.line_repeats_a_form("Disease: thyroid ... goitre ... thyroid ...")
+    # not yet at a separator, distinct forms, or the first mention
+    assert not ner.line_repeats_a_form("GeneOrGeneProduct: NBS1 ... NBS1")
+    assert not ner.line_repeats_a_form("Disease: thyroid ... thyroid gland ...")
+    assert not ner.line_repeats_a_form("GeneOrGeneProduct: NBS1 ...")
+    assert not ner.line_repeats_a_form("")
+    # what the guard cuts is still parsed: each form once
+    parsed = ner.parse_answer("Gene: NBS1 ... NBS1 ...\nDisease: None", ["Gene", "Disease"])
+    assert parsed.mentions == [("Gene", "NBS1")] and parsed.unparseable_lines == 0

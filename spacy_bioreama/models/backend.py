@@ -8,7 +8,7 @@ swapped freely.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -26,7 +26,8 @@ class Generation:
     """A generated answer with its confidence.
 
     `logprob` is the sum of the log-probabilities of the generated tokens (under the
-    constraint, if one applied); `prompt_tokens` / `new_tokens` feed throughput stats.
+    constraint, if one applied); `prompt_tokens` / `new_tokens` feed throughput stats;
+    `lines_ended` counts the lines a `line_guard` ended.
     """
 
     text: str
@@ -34,6 +35,12 @@ class Generation:
     prompt_tokens: int
     new_tokens: int
     truncated: bool = False
+    lines_ended: int = 0
+
+
+# Called with the unfinished last line of a free-form answer after each generated token;
+# True ends that line (the task knows its answer format, the backend does not).
+LineGuard = Callable[[str], bool]
 
 
 @runtime_checkable
@@ -46,12 +53,15 @@ class GenerationBackend(Protocol):
         *,
         max_new_tokens: int,
         choices: Sequence[Sequence[str]] | None = None,
+        line_guard: LineGuard | None = None,
     ) -> list[Generation]:
         """Greedy answers for `prompts`, in order.
 
         With `choices`, answer i is constrained to exactly one of `choices[i]`
         (constrained decoding over the tokenised options), and its `logprob` is the
         log-probability of that option renormalised over the allowed tokens.
+        With `line_guard`, a free-form answer's line is ended (a newline is forced) as
+        soon as the guard returns True for the unfinished line.
         """
         ...
 

@@ -66,7 +66,7 @@ from typing import Any
 
 import torch
 
-from .backend import ChatPrompt, Generation
+from .backend import ChatPrompt, Generation, LineGuard
 
 DEFAULT_MAX_PROMPT_TOKENS = 2048
 DEFAULT_BATCH_SIZE = 8
@@ -198,6 +198,22 @@ def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
     if not ids:
         raise ValueError("The tokenizer/model define no end-of-sequence token")
     return ids
+
+
+class LineEnder:
+    """Applies a `LineGuard` while decoding: after each token it looks at the answer's
+    unfinished last line and says when the next token must end it. The forced token is
+    the tokenizer's newline, or end-of-sequence where no single newline token exists."""
+
+    def __init__(self, backend: HFBackend, guard: LineGuard):
+        self.guard = guard
+        self._backend = backend
+        newline = backend.tokenizer.encode("\n", add_special_tokens=False)
+        self.token_id = int(newline[0]) if len(newline) == 1 else backend.eos_token_ids[0]
+
+    def must_end_line(self, answer_ids: Sequence[int]) -> bool:
+        text = self._backend._decode(answer_ids, skip_special_tokens=True)
+        return self.guard(text.rsplit("\n", 1)[-1])
 
 
 class HFBackend:
@@ -405,13 +421,16 @@ class HFBackend:
         *,
         max_new_tokens: int,
         choices: Sequence[Sequence[str] | None] | None = None,
+        line_guard: LineGuard | None = None,
     ) -> list[Generation]:
         """Greedy answers for `prompts`, in order.
 
         `choices[i]` (a list of option strings, or None for a free-form answer) constrains
         answer i to exactly one option; those answers are `ChoiceGeneration`s, whose
         `logprob` is the log of the option's renormalised probability. `max_new_tokens`
-        limits free-form answers only (options are always complete).
+        limits free-form answers only (options are always complete). `line_guard` ends a
+        free-form answer's line (forces a newline) when it returns True for that line;
+        `Generation.lines_ended` counts how often it did.
         """
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
@@ -439,7 +458,7 @@ class HFBackend:
         constrained = [i for i in range(len(prompts)) if option_lists[i] is not None]
         tally = GenerationStats()  # this call's counts, added to self.stats on success
         with torch.inference_mode():
-            self._answer(free, encoded, option_lists, max_new_tokens, results, tally)
+            self._answer(free, encoded, option_lists, max_new_tokens, results, tally, line_guard)
             self._answer(constrained, encoded, option_lists, max_new_tokens, results, tally)
         elapsed = time.perf_counter() - start
 
@@ -466,6 +485,7 @@ class HFBackend:
         max_new_tokens: int,
         results: list[Generation | None],
         tally: GenerationStats,
+        line_guard: LineGuard | None = None,
     ) -> None:
         """Answer the prompts `indices` (all free-form or all constrained) into `results`.
 
@@ -484,7 +504,7 @@ class HFBackend:
                     ids, [option_lists[i] for i in batch], prefix
                 )
             else:
-                outs = self._greedy(ids, max_new_tokens, prefix)
+                outs = self._greedy(ids, max_new_tokens, prefix, line_guard)
             for i, out in zip(batch, outs, strict=True):
                 results[i] = out
             tally.batches += 1
@@ -693,6 +713,7 @@ class HFBackend:
         batch_ids: list[list[int]],
         max_new_tokens: int,
         prefix: _SharedPrefix | None = None,
+        line_guard: LineGuard | None = None,
     ) -> list[Generation]:
         device = self.device
         n = len(batch_ids)
@@ -701,10 +722,17 @@ class HFBackend:
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs = [0.0] * n
         stopped = [False] * n
+        ender = LineEnder(self, line_guard) if line_guard is not None else None
+        end_line = [False] * n  # the row's next token must end its line
+        lines_ended = [0] * n
         active = torch.arange(n, device=device)
         for step in range(max_new_tokens):
             logp = torch.log_softmax(logits, dim=-1)
             next_tok = logits.argmax(dim=-1)
+            if ender is not None:
+                forced = [k for k, orig in enumerate(active.tolist()) if end_line[orig]]
+                if forced:
+                    next_tok[torch.tensor(forced, device=device)] = ender.token_id
             tok_lp = logp.gather(-1, next_tok[:, None])[:, 0]
             finished = torch.isin(next_tok, eos)
             for orig, tok, lp, fin in zip(
@@ -713,6 +741,9 @@ class HFBackend:
                 tokens[orig].append(tok)
                 logprobs[orig] += lp
                 stopped[orig] = fin
+                if ender is not None:
+                    lines_ended[orig] += end_line[orig]
+                    end_line[orig] = not fin and ender.must_end_line(tokens[orig])
             if step == max_new_tokens - 1:
                 break
             keep = ~finished
@@ -745,6 +776,7 @@ class HFBackend:
                     prompt_tokens=len(batch_ids[i]),
                     new_tokens=len(tokens[i]),
                     truncated=not stopped[i],
+                    lines_ended=lines_ended[i],
                 )
             )
         return results

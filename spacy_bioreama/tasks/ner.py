@@ -118,6 +118,18 @@ def parse_answer(answer: str, labels: Sequence[str]) -> ParsedEntities:
     return ParsedEntities(mentions, bad, unknown)
 
 
+def line_repeats_a_form(line: str) -> bool:
+    """True when an unfinished answer line has just listed a form it already listed
+    ("Gene: NBS1 ... NBS1 ..."). Targets list each form once, so this is a decoding loop
+    (a small model can repeat one form until the token limit and never reach the other
+    types): the backend then ends the line, and the model goes on with the next type."""
+    if not line.rstrip().endswith(SEPARATOR.strip()):
+        return False
+    _, _, value = line.partition(":")
+    forms = [form.strip() for form in value.split(SEPARATOR.strip())][:-1]
+    return len(forms) != len(set(forms))
+
+
 def drop_cut_mention(parsed: ParsedEntities) -> ParsedEntities:
     """For an answer cut off by the token limit: its last mention may be a prefix of
     what the model meant ("sodium/iodide" of "sodium/iodide symporter"), so drop it."""
