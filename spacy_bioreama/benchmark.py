@@ -240,7 +240,7 @@ def naive_generate(
             attention_mask=torch.ones_like(input_ids),
             generation_config=config,
             logits_processor=LogitsProcessorList(
-                [_LineEndProcessor(LineEnder(hf, line_guard), len(ids))] if line_guard else []
+                [LineEnder(hf, line_guard).logits_processor(len(ids))] if line_guard else []
             ),
         )
     new = out[0, len(ids) :].tolist()
@@ -257,22 +257,6 @@ def naive_generate(
         new_tokens=len(new),
         truncated=not stopped,
     )
-
-
-class _LineEndProcessor:
-    """`LineEnder` as a transformers logits processor (batch 1): once the guard fires,
-    only the line-ending token is allowed next."""
-
-    def __init__(self, ender: Any, prompt_length: int):
-        self.ender, self.prompt_length = ender, prompt_length
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        answer = input_ids[0, self.prompt_length :].tolist()
-        if answer and self.ender.must_end_line(answer):
-            forced = scores.new_full(scores.shape, float("-inf"))
-            forced[:, self.ender.token_id] = 0.0
-            return forced
-        return scores
 
 
 def time_naive(

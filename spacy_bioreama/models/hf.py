@@ -215,6 +215,20 @@ class LineEnder:
         text = self._backend._decode(answer_ids, skip_special_tokens=True)
         return self.guard(text.rsplit("\n", 1)[-1])
 
+    def logits_processor(self, prompt_length: int) -> Callable[[Any, Any], Any]:
+        """The same rule for transformers' `generate` (batch 1): once the guard fires,
+        only the line-ending token is allowed next."""
+
+        def process(input_ids: Any, scores: Any) -> Any:
+            answer = input_ids[0, prompt_length:].tolist()
+            if answer and self.must_end_line(answer):
+                forced = scores.new_full(scores.shape, float("-inf"))
+                forced[:, self.token_id] = 0.0
+                return forced
+            return scores
+
+        return process
+
 
 class HFBackend:
     """Greedy (optionally constrained) generation with a Hugging Face causal LM.
@@ -729,14 +743,15 @@ class HFBackend:
         for step in range(max_new_tokens):
             logp = torch.log_softmax(logits, dim=-1)
             next_tok = logits.argmax(dim=-1)
+            rows = active.tolist()
             if ender is not None:
-                forced = [k for k, orig in enumerate(active.tolist()) if end_line[orig]]
+                forced = [k for k, orig in enumerate(rows) if end_line[orig]]
                 if forced:
                     next_tok[torch.tensor(forced, device=device)] = ender.token_id
             tok_lp = logp.gather(-1, next_tok[:, None])[:, 0]
             finished = torch.isin(next_tok, eos)
             for orig, tok, lp, fin in zip(
-                active.tolist(), next_tok.tolist(), tok_lp.tolist(), finished.tolist(), strict=True
+                rows, next_tok.tolist(), tok_lp.tolist(), finished.tolist(), strict=True
             ):
                 tokens[orig].append(tok)
                 logprobs[orig] += lp
