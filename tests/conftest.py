@@ -21,14 +21,14 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from spacy_bioreama.testing import make_tiny_llama
+    from spacy_bioreama.models.tiny import make_tiny_llama
 
     return make_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
 
 
 @pytest.fixture(scope="session")
 def tiny_adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from spacy_bioreama.testing import make_tiny_lora
+    from spacy_bioreama.models.tiny import make_tiny_lora
 
     return make_tiny_lora(tiny_model_dir, tmp_path_factory.mktemp("tiny_lora"))
 
@@ -74,8 +74,8 @@ TRAINED_RELATION_LABELS = ["Association", "Bind"]
 
 def make_trained_gold_doc(nlp):
     """The document the tiny model is trained on, with gold entities and relations."""
-    from spacy_bioreama.annotation import set_entities
-    from spacy_bioreama.relations import Relation
+    from spacy_bioreama.annotations.relations import Relation
+    from spacy_bioreama.annotations.spans import set_entities
 
     doc = nlp.make_doc(TRAINED_TEXT)
     set_entities(
@@ -100,9 +100,9 @@ def tiny_trained_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFact
     `TRAINED_TEXT` with its gold annotations, rendered by the task modules."""
     import spacy
 
+    from spacy_bioreama.models.tiny import train_tiny_answers
     from spacy_bioreama.tasks import ner
     from spacy_bioreama.tasks import relation as re_task
-    from spacy_bioreama.testing import train_tiny_answers
 
     doc = make_trained_gold_doc(spacy.blank("en"))
     example = ner.build_example(doc, TRAINED_ENTITY_LABELS, with_target=True)

@@ -11,8 +11,10 @@ import spacy
 from spacy.tokens import Doc, DocBin
 from typer.testing import CliRunner
 
-from spacy_bioreama.annotation import set_entities
-from spacy_bioreama.baselines import (
+from spacy_bioreama.annotations.relations import Relation
+from spacy_bioreama.annotations.spans import set_entities
+from spacy_bioreama.cli._util import app
+from spacy_bioreama.evaluation.baselines import (
     REL_KEYS,
     cooccurrence_relations,
     most_frequent_label,
@@ -21,9 +23,7 @@ from spacy_bioreama.baselines import (
     run_spacy_ner,
     spacy_llm_ner_pipeline,
 )
-from spacy_bioreama.cli import app
-from spacy_bioreama.relations import Relation
-from spacy_bioreama.results import PUBLISHED
+from spacy_bioreama.evaluation.results import PUBLISHED
 
 TEXT = "BRCA1 binds PALB2 in breast cancer; aspirin lowers breast cancer risk in mice."
 MENTIONS = [  # (surface, occurrence, label, concept id)

@@ -6,10 +6,9 @@ import spacy
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-from spacy_bioreama.benchmark import run_benchmark
-from spacy_bioreama.cli import app
-
-from .conftest import TRAINED_ENTITY_LABELS, TRAINED_RELATION_LABELS, make_trained_gold_doc
+from spacy_bioreama.cli._util import app
+from spacy_bioreama.evaluation.benchmark import run_benchmark
+from tests.conftest import TRAINED_ENTITY_LABELS, TRAINED_RELATION_LABELS, make_trained_gold_doc
 
 TOP_LEVEL = {
     "docs_per_s": float,

@@ -7,9 +7,8 @@ import spacy
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-from spacy_bioreama.cli import app
-
-from .conftest import TRAINED_ENTITY_LABELS, make_trained_gold_doc
+from spacy_bioreama.cli._util import app
+from tests.conftest import TRAINED_ENTITY_LABELS, make_trained_gold_doc
 
 runner = CliRunner()
 

@@ -7,11 +7,10 @@ import pytest
 import spacy
 from spacy.training import Example
 
-from spacy_bioreama.annotation import all_mentions, copy_for_prediction
-from spacy_bioreama.component import BioRelationLLM
+from spacy_bioreama.annotations.spans import all_mentions, copy_for_prediction
 from spacy_bioreama.models.backend import ChatPrompt
-
-from .conftest import (
+from spacy_bioreama.pipeline.component import BioRelationLLM
+from tests.conftest import (
     TRAINED_ENTITY_LABELS,
     TRAINED_RELATION_LABELS,
     TRAINED_TEXT,

@@ -13,7 +13,8 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_bioreama.annotation import OVERFLOW_KEY, all_mentions
+from spacy_bioreama.annotations.relations import Relation
+from spacy_bioreama.annotations.spans import OVERFLOW_KEY, all_mentions
 from spacy_bioreama.corpora import (
     FORMATS,
     ConversionReport,
@@ -28,7 +29,6 @@ from spacy_bioreama.corpora import (
     read_pubtator,
     split_concept_ids,
 )
-from spacy_bioreama.relations import Relation
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("BIOREAMA_DATA_DIR", REPO.parent / "shared" / "data"))

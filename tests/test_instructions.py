@@ -16,9 +16,11 @@ import spacy
 import srsly
 from spacy.tokens import DocBin
 
-from spacy_bioreama.annotation import all_mentions, set_entities
+from spacy_bioreama.annotations.labels import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS
+from spacy_bioreama.annotations.relations import Relation
+from spacy_bioreama.annotations.spans import all_mentions, set_entities
 from spacy_bioreama.corpora import read
-from spacy_bioreama.instructions import (
+from spacy_bioreama.instructions.build import (
     BuildReport,
     build_instructions,
     heldout_split,
@@ -26,8 +28,6 @@ from spacy_bioreama.instructions import (
     make_length_counter,
     parse_config,
 )
-from spacy_bioreama.relations import Relation
-from spacy_bioreama.schema import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS
 from spacy_bioreama.tasks import ner, qa
 from spacy_bioreama.tasks import relation as re_task
 from spacy_bioreama.tasks.windows import _sentence_ranges
@@ -551,7 +551,7 @@ def test_shipped_configs_parse(tmp_path):
 
 
 def test_lengths_with_a_real_tokenizer(biored, tmp_path):
-    from spacy_bioreama.testing import make_tiny_tokenizer
+    from spacy_bioreama.models.tiny import make_tiny_tokenizer
 
     tokenizer = make_tiny_tokenizer()
     counter = make_length_counter(tokenizer)

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import spacy
 
-from spacy_bioreama.annotation import all_mentions, copy_for_prediction
-from spacy_bioreama.cli import default_data_dir
+from spacy_bioreama.annotations.spans import all_mentions, copy_for_prediction
+from spacy_bioreama.cli._util import default_data_dir
 from spacy_bioreama.corpora import read
 from spacy_bioreama.tasks import relation as re_task
 

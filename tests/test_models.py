@@ -74,7 +74,7 @@ def _teacher_forced_logprobs(backend: HFBackend, prompt_ids: list[int], answer: 
 
 
 def test_tiny_model_is_deterministic(tiny_model_dir, tmp_path):
-    from spacy_bioreama.testing import make_tiny_llama
+    from spacy_bioreama.models.tiny import make_tiny_llama
 
     other = make_tiny_llama(tmp_path / "again")
     for name in ("model.safetensors", "tokenizer.json", "config.json"):
@@ -843,9 +843,9 @@ def test_embedded_constrained_choice(embedded_backend):
 @pytest.mark.integration
 def test_embedded_prefix_sharing_matches_whole_prompts(embedded_backend):
     """Relation prompts of a real BioRED abstract: one shared prefix per window."""
-    from spacy_bioreama.cli import default_data_dir
+    from spacy_bioreama.annotations.labels import BIORED_RELATION_LABELS
+    from spacy_bioreama.cli._util import default_data_dir
     from spacy_bioreama.corpora import read
-    from spacy_bioreama.schema import BIORED_RELATION_LABELS
     from spacy_bioreama.tasks import relation as re_task
 
     dev = default_data_dir() / "biored" / "Dev.PubTator"
@@ -870,7 +870,7 @@ def test_embedded_prefix_sharing_matches_whole_prompts(embedded_backend):
 
 
 def test_line_guard_ends_lines_in_both_decoding_paths(tiny_model_dir):
-    from spacy_bioreama.benchmark import naive_generate
+    from spacy_bioreama.evaluation.benchmark import naive_generate
 
     backend = load_backend(tiny_model_dir, device="cpu")
     backend.prefix_sharing = False

@@ -4,8 +4,13 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_bioreama.annotation import OVERFLOW_KEY, all_mentions, set_entities, split_at_boundaries
-from spacy_bioreama.relations import Relation
+from spacy_bioreama.annotations.relations import Relation
+from spacy_bioreama.annotations.spans import (
+    OVERFLOW_KEY,
+    all_mentions,
+    set_entities,
+    split_at_boundaries,
+)
 
 
 @pytest.fixture

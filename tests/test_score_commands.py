@@ -11,10 +11,10 @@ import spacy
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-from spacy_bioreama.annotation import all_mentions, set_entities
-from spacy_bioreama.cli import app
+from spacy_bioreama.annotations.spans import all_mentions, set_entities
+from spacy_bioreama.cli._util import app
 from spacy_bioreama.corpora import read
-from spacy_bioreama.instruction_eval import (
+from spacy_bioreama.evaluation.instruction_records import (
     EvalRecord,
     InstructionDataError,
     decide,
@@ -24,8 +24,7 @@ from spacy_bioreama.instruction_eval import (
 from spacy_bioreama.models.backend import ChatPrompt, Generation
 from spacy_bioreama.tasks import ner, qa
 from spacy_bioreama.tasks import relation as re_task
-
-from .conftest import TRAINED_ENTITY_LABELS, TRAINED_RELATION_LABELS, make_trained_gold_doc
+from tests.conftest import TRAINED_ENTITY_LABELS, TRAINED_RELATION_LABELS, make_trained_gold_doc
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent

@@ -4,9 +4,9 @@ import pytest
 import spacy
 from spacy.training import Example
 
-from spacy_bioreama.annotation import set_entities
-from spacy_bioreama.relations import Relation
-from spacy_bioreama.scoring import score_bio
+from spacy_bioreama.annotations.relations import Relation
+from spacy_bioreama.annotations.spans import set_entities
+from spacy_bioreama.evaluation.scorers import score_bio
 
 TEXT = "Aspirin reduces fever and aspirin causes ulcers in COX1 mice."
 #       0      7       15    21  25      33     40     47 50  55

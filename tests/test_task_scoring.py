@@ -8,9 +8,9 @@ import spacy
 from spacy.training import Example
 from spacy.util import registry
 
-from spacy_bioreama.annotation import set_entities
-from spacy_bioreama.relations import Relation
-from spacy_bioreama.task_scoring import (
+from spacy_bioreama.annotations.relations import Relation
+from spacy_bioreama.annotations.spans import set_entities
+from spacy_bioreama.evaluation.task_scorers import (
     choice_scores,
     positive_label_scores,
     score_pairs,

@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 import spacy
 
-from spacy_bioreama.annotation import all_mentions, set_entities
-from spacy_bioreama.relations import Relation
+from spacy_bioreama.annotations.relations import Relation
+from spacy_bioreama.annotations.spans import all_mentions, set_entities
 from spacy_bioreama.tasks import ner
 from spacy_bioreama.tasks import relation as re_task
 from spacy_bioreama.tasks.windows import split_windows
@@ -178,7 +178,7 @@ def test_windows_cover_text_within_budget(nlp):
 
 
 def test_gold_label_reads_composite_ids_and_negatives(nlp):
-    from spacy_bioreama.annotation import set_entities as place
+    from spacy_bioreama.annotations.spans import set_entities as place
 
     doc = nlp("Lithium caused renal failure and diabetes insipidus.")
     place(

@@ -27,8 +27,8 @@ from typing import Any
 
 from spacy.tokens import Doc, Span
 
-from ..annotation import make_aligned_doc, set_entities, split_concept_ids
-from ..relations import Relation
+from ..annotations.relations import Relation
+from ..annotations.spans import make_aligned_doc, set_entities, split_concept_ids
 from .report import ConversionReport
 
 MakeDoc = Callable[[str], Doc]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from spacy.tokens import Doc
 
-from ..annotation import OVERFLOW_KEY, all_mentions
+from ..annotations.spans import OVERFLOW_KEY, all_mentions
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
 
-from ..annotation import all_mentions, normalise_concept, split_tokens_at
+from ..annotations.spans import all_mentions, normalise_concept, split_tokens_at
 from .base import TaskExample, pick_instruction
 
 TASK_NAME = "ner"

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
 
-from ..annotation import all_mentions, concept_ids, split_concept_ids
-from ..schema import NEGATIVE_RELATION_LABELS
+from ..annotations.labels import NEGATIVE_RELATION_LABELS
+from ..annotations.spans import all_mentions, concept_ids, split_concept_ids
 from .base import TaskExample, pick_instruction
 
 TASK_NAME = "re"

@@ -38,9 +38,9 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from .schema import NEGATIVE_RELATION_LABELS
-from .scoring import _concept_map, gold_relation_keys, labelled_prf, predicted_relation_keys
-from .tasks import qa
+from ..annotations.labels import NEGATIVE_RELATION_LABELS
+from ..tasks import qa
+from .scorers import _concept_map, gold_relation_keys, labelled_prf, predicted_relation_keys
 
 QA_ANSWERS: tuple[str, ...] = qa.CHOICES
 

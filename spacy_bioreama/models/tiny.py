@@ -191,7 +191,7 @@ def train_tiny_answers(
     """
     import torch
 
-    from .models.hf import HFBackend
+    from .hf import HFBackend
 
     torch.manual_seed(seed)
     backend = HFBackend.from_pretrained(model_dir, device="cpu")

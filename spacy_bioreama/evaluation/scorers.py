@@ -22,8 +22,8 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from .annotation import all_mentions, concept_ids
-from .schema import NEGATIVE_RELATION_LABELS
+from ..annotations.labels import NEGATIVE_RELATION_LABELS
+from ..annotations.spans import all_mentions, concept_ids
 
 
 def _mention_keys(doc: Doc) -> set[tuple[int, int, str]]:

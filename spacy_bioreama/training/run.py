@@ -140,8 +140,9 @@ from typing import Any
 from spacy import registry
 from thinc.api import Config
 
-from .jsonl import iter_json_objects
-from .tasks.base import TaskExample
+from ..tasks.base import TaskExample
+from ..util.jsonl import iter_json_objects
+from ..util.resources import peak_rss_bytes
 
 RUN_STATE_NAME = "run.json"
 CHECKPOINTS_NAME = "checkpoints"
@@ -859,16 +860,6 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process (Linux reports KiB, macOS bytes)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return 0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
-
-
 # ------------------------------------------------------------------------ callbacks
 def _log_callback_class():
     from transformers import TrainerCallback
@@ -1199,7 +1190,7 @@ def resolve_precision(t: TrainingSettings) -> Precision:
 def _load_model(cfg: TrainConfig, precision: Precision, local_rank: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .models import resolve_model
+    from ..models import resolve_model
 
     source = resolve_model(cfg.model.base)
     trust = cfg.model.trust_remote_code
@@ -1356,7 +1347,7 @@ def train(
     # Model, tokenizer and the inference-side prompt encoder.
     set_seed(t.seed)
     source, tokenizer, model = _load_model(cfg, precision, args.local_process_index)
-    from .models.hf import HFBackend
+    from ..models.hf import HFBackend
 
     encoder = HFBackend(model, tokenizer, max_prompt_tokens=t.max_length, name=str(source))
     if encoder.context_length is not None and t.max_length > encoder.context_length:
@@ -1527,7 +1518,7 @@ def _training_meta(
     import torch
     import transformers
 
-    from . import __version__ as package_version
+    from .. import __version__ as package_version
 
     return {
         "base_model": str(cfg.model.base),

@@ -21,13 +21,13 @@ from typing import Any, Iterable  # noqa: UP035
 from spacy.tokens import Doc
 from spacy_llm.registry import registry
 
-from .annotation import set_entities
-from .models.backend import ChatPrompt, GenerationBackend
-from .relations import Relation
-from .schema import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS, BIORED_TYPE_PAIRS
-from .tasks import ner
-from .tasks import relation as re_task
-from .tasks.base import TaskExample
+from ..annotations.labels import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS, BIORED_TYPE_PAIRS
+from ..annotations.relations import Relation
+from ..annotations.spans import set_entities
+from ..models.backend import ChatPrompt, GenerationBackend
+from ..tasks import ner
+from ..tasks import relation as re_task
+from ..tasks.base import TaskExample
 
 
 class ScoredText(str):
@@ -217,7 +217,7 @@ def make_hf_model(
     """Our Hugging Face backend as a spacy-llm model (local paths and LoRA adapters)."""
 
     def factory() -> GenerationBackend:
-        from .models import load_backend
+        from ..models import load_backend
 
         return load_backend(
             name,

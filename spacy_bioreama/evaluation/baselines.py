@@ -28,11 +28,11 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from .annotation import copy_for_prediction
-from .relations import Relation
-from .schema import BIORED_ENTITY_LABELS, BIORED_TYPE_PAIRS, NEGATIVE_RELATION_LABELS
-from .scoring import score_bio
-from .tasks import relation as re_task
+from ..annotations.labels import BIORED_ENTITY_LABELS, BIORED_TYPE_PAIRS, NEGATIVE_RELATION_LABELS
+from ..annotations.relations import Relation
+from ..annotations.spans import copy_for_prediction
+from ..tasks import relation as re_task
+from .scorers import score_bio
 
 NER_KEYS = ("ents_p", "ents_r", "ents_f", "ents_per_type")
 REL_KEYS = (
@@ -153,7 +153,7 @@ def spacy_llm_ner_pipeline(
     `spacy_bioreama.HF.v1` model."""
     import spacy
 
-    from . import spacy_llm_integration  # noqa: F401  (registers spacy_bioreama.HF.v1)
+    from ..pipeline import spacy_llm as spacy_llm_integration  # noqa: F401  (registers spacy_bioreama.HF.v1)
 
     nlp = spacy.blank("en")
     nlp.add_pipe(

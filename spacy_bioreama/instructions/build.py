@@ -110,13 +110,17 @@ from typing import Any
 from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
-from . import relations as _relations  # noqa: F401  (registers the Doc extensions)
-from .annotation import all_mentions
-from .schema import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS, NEGATIVE_RELATION_LABELS
-from .tasks import ner, qa
-from .tasks import relation as re_task
-from .tasks.base import TaskExample
-from .tasks.windows import _sentence_ranges, split_windows
+from ..annotations import relations as _relations  # noqa: F401  (registers the Doc extensions)
+from ..annotations.labels import (
+    BIORED_ENTITY_LABELS,
+    BIORED_RELATION_LABELS,
+    NEGATIVE_RELATION_LABELS,
+)
+from ..annotations.spans import all_mentions
+from ..tasks import ner, qa
+from ..tasks import relation as re_task
+from ..tasks.base import TaskExample
+from ..tasks.windows import _sentence_ranges, split_windows
 
 TASK_FAMILIES = ("ner", "re", "pair", "qa")
 TOO_LONG_ACTIONS = ("drop", "keep")
@@ -444,7 +448,7 @@ class TokenizerLengthCounter(LengthCounter):
                 messages, add_generation_prompt=True, tokenize=False
             )
             return len(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
-        from .models.hf import PLAIN_PROMPT_FORMAT
+        from ..models.hf import PLAIN_PROMPT_FORMAT
 
         system = f"{prompt.system}\n\n" if prompt.system else ""
         rendered = PLAIN_PROMPT_FORMAT.format(system=system, user=prompt.user)
@@ -467,7 +471,7 @@ def make_length_counter(tokenizer: Any = None) -> LengthCounter:
     if isinstance(tokenizer, str | os.PathLike):
         from transformers import AutoTokenizer
 
-        from .models import resolve_model
+        from ..models import resolve_model
 
         location = resolve_model(tokenizer)
         return TokenizerLengthCounter(

@@ -48,12 +48,12 @@ from typing import Any
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .annotation import copy_for_prediction
-from .component import TASK_ENTITIES, BioRelationLLM
-from .models.backend import ChatPrompt, Generation, LineGuard
-from .models.hf import LineEnder
-from .tasks import relation as re_task
-from .training import peak_rss_bytes
+from ..annotations.spans import copy_for_prediction
+from ..models.backend import ChatPrompt, Generation, LineGuard
+from ..models.hf import LineEnder
+from ..pipeline.component import TASK_ENTITIES, BioRelationLLM
+from ..tasks import relation as re_task
+from ..util.resources import peak_rss_bytes
 
 WARMUP_NEW_TOKENS = 8
 

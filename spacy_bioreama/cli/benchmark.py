@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from .cli import MaxPromptTokensOption, _build_pipeline, app
+from ._util import MaxPromptTokensOption, _build_pipeline, app
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -62,7 +62,7 @@ def benchmark(
     Prints a table, then one JSON line (also written to --output)."""
     from spacy.tokens import DocBin
 
-    from .benchmark import format_table, run_benchmark
+    from ..evaluation.benchmark import format_table, run_benchmark
 
     sizes = _batch_sizes(batch_sizes)
     if not corpus.exists():

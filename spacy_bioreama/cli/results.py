@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli import app
+from ._util import app
 
 _OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 _TRAIN_RECORD = "bioreama_train.json"  # training wall time + command, next to model-last
@@ -75,8 +75,8 @@ def baseline_cooccurrence(
     training set's most frequent relation label (scored with score_bio)."""
     import spacy
 
-    from .baselines import read_docbin, run_cooccurrence
-    from .schema import BIORED_TYPE_PAIRS
+    from ..annotations.labels import BIORED_TYPE_PAIRS
+    from ..evaluation.baselines import read_docbin, run_cooccurrence
 
     nlp = spacy.blank("en")
     try:
@@ -133,7 +133,7 @@ def baseline_spacy_ner(
     options go to spacy train (e.g. `--training.max_steps 10` for a smoke run)."""
     import spacy
 
-    from .baselines import read_docbin, run_spacy_ner
+    from ..evaluation.baselines import read_docbin, run_spacy_ner
 
     record_path = model_dir / _TRAIN_RECORD
     if train_model:
@@ -214,8 +214,8 @@ def baseline_spacy_llm(
     `spacy_bioreama.HF.v1` model; its doc.ents scored with score_bio."""
     import spacy
 
-    from .baselines import read_docbin, run_spacy_llm_ner, spacy_llm_ner_pipeline
-    from .schema import BIORED_ENTITY_LABELS
+    from ..annotations.labels import BIORED_ENTITY_LABELS
+    from ..evaluation.baselines import read_docbin, run_spacy_llm_ner, spacy_llm_ner_pipeline
 
     nlp = spacy_llm_ner_pipeline(
         model,
@@ -269,7 +269,12 @@ def results_command(
     how each was made, throughput (if benchmarked) and published figures apart."""
     from dataclasses import replace
 
-    from .results import DEFAULT_ROWS, MetricsFileMissing, MetricsMismatch, build_results
+    from ..evaluation.results import (
+        DEFAULT_ROWS,
+        MetricsFileMissing,
+        MetricsMismatch,
+        build_results,
+    )
 
     paths = {
         "base": base,

@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .jsonl import iter_json_objects
-from .models.backend import ChatPrompt, Generation
-from .schema import NEGATIVE_RELATION_LABELS
-from .task_scoring import choice_scores, positive_label_scores
-from .tasks import qa
-from .tasks import relation as re_task
-from .training import record_example
+from ..annotations.labels import NEGATIVE_RELATION_LABELS
+from ..models.backend import ChatPrompt, Generation
+from ..tasks import qa
+from ..tasks import relation as re_task
+from ..training.run import record_example
+from ..util.jsonl import iter_json_objects
+from .task_scorers import choice_scores, positive_label_scores
 
 QA_TASK = qa.TASK_NAME
 

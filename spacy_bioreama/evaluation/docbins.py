@@ -28,12 +28,12 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.vocab import Vocab
 
-from . import relations as _relations  # noqa: F401  (registers doc._.relations)
-from .corpora.pair_tsv import PAIR_SCHEMES
-from .schema import NEGATIVE_RELATION_LABELS
-from .scoring import score_bio
-from .task_scoring import QA_ANSWERS, score_pairs, score_qa
-from .tasks import qa
+from ..annotations import relations as _relations  # noqa: F401  (registers doc._.relations)
+from ..annotations.labels import NEGATIVE_RELATION_LABELS
+from ..corpora.pair_tsv import PAIR_SCHEMES
+from ..tasks import qa
+from .scorers import score_bio
+from .task_scorers import QA_ANSWERS, score_pairs, score_qa
 
 DOC_ID_KEY = "doc_id"
 TASKS = ("auto", "bio", "pair", "qa")

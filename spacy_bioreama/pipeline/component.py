@@ -23,17 +23,16 @@ import srsly
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
-from spacy.util import minibatch
+from spacy.util import minibatch, registry
 
-from . import relations as _relations  # noqa: F401  (registers the Doc extensions)
-from .annotation import set_entities
-from .models.backend import Generation, GenerationBackend, LineGuard
-from .relations import Relation
-from .schema import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS, BIORED_TYPE_PAIRS
-from .scoring import make_bio_scorer
-from .tasks import ner
-from .tasks import relation as re_task
-from .tasks.windows import split_windows
+from ..annotations import relations as _relations  # noqa: F401  (registers the Doc extensions)
+from ..annotations.labels import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS, BIORED_TYPE_PAIRS
+from ..annotations.relations import Relation
+from ..annotations.spans import set_entities
+from ..models.backend import Generation, GenerationBackend, LineGuard
+from ..tasks import ner
+from ..tasks import relation as re_task
+from ..tasks.windows import split_windows
 
 TASK_ENTITIES = "entities"
 TASK_RELATIONS = "relations"
@@ -42,6 +41,7 @@ SETTINGS_FILE = "settings.json"
 # Prompt tokens kept free for the instruction, chat template and entity names, on top
 # of the measured instruction length, when cutting documents into windows.
 PROMPT_MARGIN_TOKENS = 96
+BIO_SCORER = "spacy_bioreama.bio_scorer.v1"
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": "default",
@@ -57,7 +57,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "relation_threshold": 0.0,
     "none_threshold": 0.5,
     "device": "auto",
-    "scorer": {"@scorers": "spacy_bioreama.bio_scorer.v1"},
+    "scorer": {"@scorers": BIO_SCORER},
 }
 
 
@@ -178,7 +178,9 @@ class BioRelationLLM:
         self.relation_threshold = relation_threshold
         self.none_threshold = none_threshold
         self.device = device
-        self.scorer = scorer if scorer is not None else make_bio_scorer()
+        # By registry name, not by import: the scorers live in evaluation/, above the
+        # pipeline, and reach spaCy's registry through the spacy_scorers entry point.
+        self.scorer = scorer if scorer is not None else registry.scorers.get(BIO_SCORER)()
         self._backend = backend
         self._window_budget: int | None = None
         self._warned_type_pairs = False
@@ -189,7 +191,7 @@ class BioRelationLLM:
     def backend(self) -> GenerationBackend:
         """The generation backend, loaded on first use."""
         if self._backend is None:
-            from .models import load_backend
+            from ..models import load_backend
 
             self._backend = load_backend(
                 self.model,
@@ -418,7 +420,7 @@ class BioRelationLLM:
     def from_bytes(self, data: bytes, *, exclude: Iterable[str] = ()) -> BioRelationLLM:
         """Inverse of `to_bytes`: the adapter is written once to the model cache,
         under a folder named by its content hash."""
-        from .models import cache_dir
+        from ..models import cache_dir
 
         msg = srsly.msgpack_loads(data)
         self.model = msg["settings"].get("model", self.model)

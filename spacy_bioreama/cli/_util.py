@@ -30,7 +30,7 @@ def default_data_dir() -> Path:
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process in MB (0 where the platform cannot tell)."""
-    from .training import peak_rss_bytes
+    from ..util.resources import peak_rss_bytes
 
     return peak_rss_bytes() / 2**20
 
@@ -50,8 +50,8 @@ def convert(
     ],
 ) -> None:
     """Convert a corpus to a spaCy DocBin and print what was read (and what was not)."""
-    from .corpora import CorpusFormatError
-    from .corpora import convert as convert_corpus
+    from ..corpora import CorpusFormatError
+    from ..corpora import convert as convert_corpus
 
     try:
         report = convert_corpus(fmt, input_path, output_path)
@@ -130,7 +130,7 @@ def demo(
 ) -> None:
     """The main job: annotate BioRED dev abstracts with the embedded model (or yours),
     show the first document's entities and relations, then throughput and scores."""
-    from .corpora import read
+    from ..corpora import read
 
     source = (data_dir or default_data_dir()) / "biored" / "Dev.PubTator"
     if not source.exists():
@@ -201,7 +201,7 @@ def _build_pipeline(pipeline, model, adapter, tasks, batch_size, device, **setti
     such as `max_prompt_tokens` and `none_threshold`."""
     import spacy
 
-    from .component import BioRelationLLM
+    from ..pipeline.component import BioRelationLLM
 
     settings = {k: v for k, v in settings.items() if v is not None}
     if pipeline is not None:
@@ -233,8 +233,8 @@ def _run(nlp, component, gold, batch_size: int, score: bool):
     from spacy.training import Example
     from tqdm import tqdm
 
-    from .annotation import copy_for_prediction
-    from .scoring import score_bio
+    from ..annotations.spans import copy_for_prediction
+    from ..evaluation.scorers import score_bio
 
     keep_ents = "entities" not in component.tasks
     inputs = [copy_for_prediction(nlp.make_doc, doc, keep_ents) for doc in gold]
@@ -279,8 +279,8 @@ def build_instructions_command(
 ) -> None:
     """Build the instruction dataset from DocBin corpora (extra `--section.key value`
     options override the config, as in spaCy)."""
-    from .instructions import build_instructions, load_config
-    from .training import parse_overrides
+    from ..instructions.build import build_instructions, load_config
+    from ..training.run import parse_overrides
 
     try:
         cfg = load_config(config, parse_overrides(ctx.args))
@@ -303,8 +303,8 @@ def train(
 ) -> None:
     """LoRA fine-tuning. Extra `--section.key value` options override the config
     (e.g. `--training.max_steps 3`); running the same command again resumes."""
-    from .training import OutputDirConflict, parse_overrides
-    from .training import train as run_training
+    from ..training.run import OutputDirConflict, parse_overrides
+    from ..training.run import train as run_training
 
     try:
         result = run_training(config, output, parse_overrides(ctx.args), force=force)
@@ -496,7 +496,7 @@ def package(
 
     import spacy
 
-    from . import __version__
+    from .. import __version__
 
     nlp = spacy.blank("en")
     settings = {"max_prompt_tokens": max_prompt_tokens, "none_threshold": none_threshold}
@@ -528,7 +528,7 @@ def info() -> None:
     import torch
     import transformers
 
-    from . import __version__
+    from .. import __version__
 
     typer.echo(f"spacy-bioreama {__version__}")
     typer.echo(
@@ -536,7 +536,7 @@ def info() -> None:
         f"torch {torch.__version__} (cuda: {torch.cuda.is_available()})"
     )
     typer.echo(f"data directory: {default_data_dir()}")
-    from .models import EmbeddedModelNotInstalled, cache_dir, find_gguf
+    from ..models import EmbeddedModelNotInstalled, cache_dir, find_gguf
 
     try:
         typer.echo(f"embedded model: {find_gguf()}")
@@ -547,10 +547,3 @@ def info() -> None:
 
 def main() -> None:
     app()
-
-
-# Commands kept in their own modules register themselves on `app` when imported.
-from . import commands_benchmark, commands_results, commands_scoring  # noqa: E402, F401, I001
-
-if __name__ == "__main__":
-    main()

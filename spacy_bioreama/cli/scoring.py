@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli import app
+from ._util import app
 
 
 def _command_line() -> str:
@@ -52,7 +52,7 @@ def score(
 ) -> None:
     """Score predictions against gold without running a model. Documents are aligned
     by user_data['doc_id'] (else by position); metrics go to the JSON's top level."""
-    from .docbin_scoring import ScoringInputError, metrics_table, score_docbins
+    from ..evaluation.docbins import ScoringInputError, metrics_table, score_docbins
 
     try:
         metrics = score_docbins(gold_path, pred_path, task)
@@ -96,8 +96,12 @@ def evaluate_instructions_command(
 ) -> None:
     """Score a model (+ adapter) on instruction dev records by constrained choice:
     re/pair micro P/R/F1 over positive labels, QA accuracy and macro-F1, per corpus."""
-    from .instruction_eval import InstructionDataError, evaluate_instructions, metrics_table
-    from .models import load_backend
+    from ..evaluation.instruction_records import (
+        InstructionDataError,
+        evaluate_instructions,
+        metrics_table,
+    )
+    from ..models import load_backend
 
     if none_threshold is not None and not 0.0 < none_threshold <= 1.0:
         raise _fail(f"--none-threshold must be in (0, 1], got {none_threshold}")

@@ -1,0 +1,11 @@
+"""How scores are printed in tables and logs: one formatter, so every table agrees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def percent(value: Any, missing: str = "–") -> str:
+    """A score in [0, 1] as a percentage with one decimal (`0.4671` → `"46.7"`);
+    `missing` where there is no value (a metric that does not apply)."""
+    return missing if value is None else f"{100 * float(value):.1f}"
