@@ -2,7 +2,7 @@
 
 Model fixtures (session scoped):
 - `tiny_model_dir`: a tiny random Llama + byte-level BPE tokenizer with ChatML (built in
-  about a second, see `spacy_bioreama.testing.make_tiny_llama`);
+  about a second, see `spacy_bioreama.models.tiny.make_tiny_llama`);
 - `tiny_adapter_dir`: a random, non-zero LoRA adapter for it;
 - `tiny_backend`: an `HFBackend` on the tiny model (CPU, max_prompt_tokens=256, batch 4).
   Shared: do not modify its model; build your own backend for that;

@@ -176,7 +176,7 @@ def test_none_threshold_one_relates_every_candidate_pair(tiny_trained_dir):
 def test_none_threshold_detects_then_types(threshold, expected):
     """P(None) = 0.4 beats each label alone but not their sum: detection at 0.5 relates
     the pair and takes the best label; plain argmax (None) keeps "None"."""
-    from spacy_bioreama.models.hf import ChoiceGeneration
+    from spacy_bioreama.models.choices import ChoiceGeneration
 
     component = BioRelationLLM(spacy.blank("en"), none_threshold=threshold, backend=object())
     dist = (("Association", 0.25), ("Bind", 0.35), ("None", 0.4))
@@ -284,3 +284,19 @@ def test_to_bytes_and_pickle_keep_the_adapter(
     assert _snapshot(clone(_gold_doc(clone))) == before
     unpickled = pickle.loads(pickle.dumps(nlp.get_pipe("bio_relation_llm")))
     assert unpickled._backend is None and unpickled.adapter == str(tiny_adapter_dir)
+
+
+def test_configure_validates_like_the_factory(tiny_model_dir):
+    # settings applied to a built or loaded pipeline (the CLI's --none-threshold ...)
+    # meet the factory's checks instead of a bare setattr
+    component = _nlp(tiny_model_dir).get_pipe("bio_relation_llm")
+    with pytest.raises(ValueError, match="none_threshold"):
+        component.configure(none_threshold=2)
+    assert component.none_threshold == 0.5  # a refused setting changes nothing
+    with pytest.raises(ValueError, match="max_prompt_tokens"):
+        component.configure(max_prompt_tokens=10)
+    with pytest.raises(ValueError, match="device"):
+        component.configure(device="cuda")  # not a setting configure may change
+    component.configure(none_threshold=0.9, tasks=["relations"], max_pairs_per_window=5)
+    assert component.none_threshold == 0.9 and component.tasks == ["relations"]
+    assert component.max_pairs_per_window == 5

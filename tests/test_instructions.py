@@ -20,7 +20,7 @@ from spacy_bioreama.annotations.labels import BIORED_ENTITY_LABELS, BIORED_RELAT
 from spacy_bioreama.annotations.relations import Relation
 from spacy_bioreama.annotations.spans import all_mentions, set_entities
 from spacy_bioreama.corpora import read
-from spacy_bioreama.instructions.build import (
+from spacy_bioreama.instructions import (
     BuildReport,
     build_instructions,
     heldout_split,
@@ -30,7 +30,7 @@ from spacy_bioreama.instructions.build import (
 )
 from spacy_bioreama.tasks import ner, qa
 from spacy_bioreama.tasks import relation as re_task
-from spacy_bioreama.tasks.windows import _sentence_ranges
+from spacy_bioreama.tasks.windows import sentence_ranges as _sentence_ranges
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("BIOREAMA_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -1,7 +1,7 @@
 import pytest
 
 from spacy_bioreama.evaluation.instruction_records import InstructionDataError, read_eval_records
-from spacy_bioreama.training.run import TrainingDataError, read_instruction_jsonl
+from spacy_bioreama.training import TrainingDataError, read_instruction_jsonl
 from spacy_bioreama.util.jsonl import iter_json_objects
 
 

@@ -20,10 +20,10 @@ from spacy_bioreama.models import (
     resolve_model,
 )
 from spacy_bioreama.models import embedded as embedded_mod
-from spacy_bioreama.models.hf import (
+from spacy_bioreama.models.choices import ChoiceGeneration
+from spacy_bioreama.models.hf import HFBackend
+from spacy_bioreama.models.hf_loading import (
     PLAIN_PROMPT_FORMAT,
-    ChoiceGeneration,
-    HFBackend,
     PromptTooLongError,
     resolve_device,
     resolve_dtype,
@@ -641,7 +641,7 @@ def test_prefix_sharing_respects_kv_budget(tiny_model_dir):
 def test_prefix_sharing_falls_back_for_unshareable_cache(tiny_model_dir, monkeypatch):
     from transformers.cache_utils import DynamicCache, DynamicSlidingWindowLayer
 
-    from spacy_bioreama.models import hf
+    from spacy_bioreama.models import prefix_cache as hf
 
     shared, whole = _sharing_backends(tiny_model_dir)
     with torch.inference_mode():

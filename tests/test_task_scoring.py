@@ -1,4 +1,4 @@
-"""Pair-classification and QA scorers (`task_scoring.py`), hand-computed expected values."""
+"""Pair-classification and QA scorers (`evaluation/scorers.py`), hand-computed expected values."""
 
 import importlib
 from pathlib import Path
@@ -10,12 +10,8 @@ from spacy.util import registry
 
 from spacy_bioreama.annotations.relations import Relation
 from spacy_bioreama.annotations.spans import set_entities
-from spacy_bioreama.evaluation.task_scorers import (
-    choice_scores,
-    positive_label_scores,
-    score_pairs,
-    score_qa,
-)
+from spacy_bioreama.evaluation.metrics import choice_scores, positive_label_scores
+from spacy_bioreama.evaluation.scorers import score_pairs, score_qa
 
 GAD_TEXT = "@GENE$ variants are linked to @DISEASE$ ."
 #           0      7        16  20     27 30        40

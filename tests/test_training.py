@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from spacy_bioreama.tasks.base import TaskExample
-from spacy_bioreama.training.run import (
+from spacy_bioreama.training import (
     IGNORE_INDEX,
     OutputDirConflict,
     TrainConfigError,
@@ -173,7 +173,7 @@ def test_answer_only_logits_loss_equals_model_loss(tiny_model_dir, tiny_backend)
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from spacy_bioreama.training.run import answer_logits_model, answer_only_loss
+    from spacy_bioreama.training import answer_logits_model, answer_only_loss
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     model.config.use_cache = False
@@ -266,7 +266,7 @@ def test_three_step_run_writes_loadable_adapter_and_log(tiny_model_dir, data, tm
 KILL_SCRIPT = """
 import sys, time
 from transformers import TrainerCallback
-from spacy_bioreama.training.run import train
+from spacy_bioreama.training import train
 
 class PauseAfterFirstSave(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
@@ -414,7 +414,7 @@ def test_overrides_parse_and_bad_keys_fail_clearly(tiny_model_dir, data, capsys)
 
 def test_gpu_7b_config_parses_and_resolves():
     from spacy_bioreama.models import resolve_model
-    from spacy_bioreama.training.run import resolve_precision
+    from spacy_bioreama.training import resolve_precision
 
     cfg = load_train_config(GPU_CFG)
     assert cfg.model.base == cfg.paths.base_model == "BioMistral/BioMistral-7B"

@@ -1,5 +1,5 @@
 """Default label schema: BioRED's entity types, relation types and the entity type
-pairs its relations connect (counted on BioRED train; see DESIGN.md)."""
+pairs its relations connect (counted on BioRED train; see docs/architecture.md)."""
 
 BIORED_ENTITY_LABELS = (
     "GeneOrGeneProduct",

@@ -1,20 +1,26 @@
-"""CLI command `benchmark`: throughput of the component against a naive baseline.
+"""Command `benchmark`: throughput of the component against a naive baseline.
 
-Kept out of cli.py so it evolves separately; cli.py imports this module once, which
-registers the command on the same typer app. The measurement itself is in benchmark.py.
-"""
+The measurement itself is in `evaluation/benchmark.py`; this module reads the options
+and the corpus and writes the record."""
 
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ._util import MaxPromptTokensOption, _build_pipeline, app
+from ._util import (
+    AdapterOption,
+    DeviceOption,
+    MaxPromptTokensOption,
+    ModelOption,
+    TasksOption,
+    app,
+    build_pipeline,
+    read_gold,
+)
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -37,16 +43,14 @@ def benchmark(
     batch_sizes: Annotated[
         str, typer.Option(help="Comma-separated batch sizes for nlp.pipe.")
     ] = "1,4,8",
-    model: Annotated[str, typer.Option(help="Base model name or path.")] = "default",
-    adapter: Annotated[str | None, typer.Option(help="PEFT LoRA adapter directory.")] = None,
+    model: ModelOption = "default",
+    adapter: AdapterOption = None,
     pipeline: Annotated[
         Path | None,
         typer.Option(help="A saved pipeline; its settings replace --model/--adapter/--tasks."),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
-    tasks: Annotated[str, typer.Option(help="entities,relations or relations")] = (
-        "entities,relations"
-    ),
+    device: DeviceOption = "auto",
+    tasks: TasksOption = "entities,relations",
     max_new_tokens: Annotated[
         int | None,
         typer.Option(min=1, help="Answer length limit for entity lists (default: 256)."),
@@ -60,15 +64,11 @@ def benchmark(
     batch sizes, against a naive baseline (one model.generate call per prompt, as
     spacy-llm's Hugging Face models do) measured in the same run on the same prompts.
     Prints a table, then one JSON line (also written to --output)."""
-    from spacy.tokens import DocBin
-
     from ..evaluation.benchmark import format_table, run_benchmark
+    from ..util.cmdline import command_line
 
     sizes = _batch_sizes(batch_sizes)
-    if not corpus.exists():
-        typer.secho(f"error: {corpus} not found", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1)
-    nlp, _ = _build_pipeline(
+    nlp, _ = build_pipeline(
         pipeline,
         model,
         adapter,
@@ -78,16 +78,8 @@ def benchmark(
         max_new_tokens=max_new_tokens,
         max_prompt_tokens=max_prompt_tokens,
     )
-    gold = []
-    for doc in DocBin().from_disk(corpus).get_docs(nlp.vocab):
-        gold.append(doc)
-        if len(gold) >= docs:
-            break
-    if not gold:
-        typer.secho(f"error: {corpus} holds no documents", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1)
-    command = shlex.join(["python", "-m", "spacy_bioreama", *sys.argv[1:]])
-    record = run_benchmark(nlp, gold, sizes, command=command)
+    gold = read_gold(corpus, nlp.vocab, docs, what="corpus")
+    record = run_benchmark(nlp, gold, sizes, command=command_line())
     record["data"] = str(corpus)
     if pipeline is not None:
         record["pipeline"] = str(pipeline)

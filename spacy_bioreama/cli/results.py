@@ -1,14 +1,13 @@
-"""CLI commands for the baselines and the results page (`docs/results.md`).
+"""Commands for the baselines (`baseline-cooccurrence`, `baseline-spacy-ner`,
+`baseline-spacy-llm`) and the results page (`results`, writing `docs/results.md`).
 
-Kept out of cli.py so that the evaluation commands evolve separately; cli.py imports this
-module once, which registers the commands on the same typer app.
-"""
+The baselines themselves are in `evaluation/baselines.py`, the page in
+`evaluation/results.py`; every metrics file records the command that wrote it."""
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -17,9 +16,20 @@ from typing import Annotated, Any
 
 import typer
 
-from ._util import app
+from ..util.cmdline import command_line
+from ..util.formatting import percent
+from ._util import (
+    OVERRIDES,
+    AdapterOption,
+    BatchSizeOption,
+    DeviceOption,
+    ModelOption,
+    app,
+    fail,
+    read_gold,
+    write_json,
+)
 
-_OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 _TRAIN_RECORD = "bioreama_train.json"  # training wall time + command, next to model-last
 
 GoldArgument = Annotated[
@@ -31,32 +41,15 @@ LimitOption = Annotated[
 ]
 
 
-def _command_line() -> str:
-    """This invocation as `python -m spacy_bioreama ...`, for the metrics' meta block."""
-    return shlex.join(["python", "-m", "spacy_bioreama", *sys.argv[1:]])
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(1)
-
-
-def _write_metrics(metrics: dict[str, Any], output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(metrics, indent=2), encoding="utf8")
-    typer.echo(f"wrote {output}", err=True)
-
-
 def _headline(metrics: dict[str, Any]) -> str:
-    def pct(value: Any) -> str:
-        return "–" if value is None else f"{100 * value:.1f}"
-
+    """One line of a baseline's headline scores, printed after its metrics file."""
     gold = metrics.get("gold_entities", {})
+    ner = "/".join(percent(metrics[f"ents_{m}"]) for m in "prf")
     return (
-        f"NER P/R/F1 {pct(metrics['ents_p'])}/{pct(metrics['ents_r'])}/{pct(metrics['ents_f'])}"
-        f"; RE F1 pair+type end to end {pct(metrics['rel_micro_f'])}"
-        f"; gold entities pair {pct(gold.get('rel_pair_f'))}, "
-        f"pair+type {pct(gold.get('rel_micro_f'))}"
+        f"NER P/R/F1 {ner}"
+        f"; RE F1 pair+type end to end {percent(metrics['rel_micro_f'])}"
+        f"; gold entities pair {percent(gold.get('rel_pair_f'))}, "
+        f"pair+type {percent(gold.get('rel_micro_f'))}"
     )
 
 
@@ -76,15 +69,15 @@ def baseline_cooccurrence(
     import spacy
 
     from ..annotations.labels import BIORED_TYPE_PAIRS
-    from ..evaluation.baselines import read_docbin, run_cooccurrence
+    from ..evaluation.baselines import run_cooccurrence
 
     nlp = spacy.blank("en")
+    train_docs = read_gold(train, nlp.vocab, what="train")
+    gold = read_gold(gold_path, nlp.vocab, limit)
     try:
-        train_docs = read_docbin(train, nlp)
-        gold = read_docbin(gold_path, nlp, limit)
         metrics = run_cooccurrence(train_docs, gold, nlp.make_doc, BIORED_TYPE_PAIRS)
-    except (FileNotFoundError, ValueError) as err:
-        raise _fail(str(err)) from err
+    except ValueError as err:  # no relations to learn a label from
+        raise fail(err) from err
     label = metrics["gold_entities"]["run"]["label"]
     metrics["meta"] = {
         "model": f"co-occurrence, every candidate pair labelled {label}",
@@ -93,13 +86,13 @@ def baseline_cooccurrence(
         "documents": len(gold),
         "train_data": str(train),
         "label": label,
-        "command": _command_line(),
+        "command": command_line(),
     }
-    _write_metrics(metrics, output)
+    write_json(output, metrics)
     typer.echo(_headline(metrics))
 
 
-@app.command("baseline-spacy-ner", context_settings=_OVERRIDES)
+@app.command("baseline-spacy-ner", context_settings=OVERRIDES)
 def baseline_spacy_ner(
     ctx: typer.Context,
     gold_path: GoldArgument,
@@ -133,50 +126,20 @@ def baseline_spacy_ner(
     options go to spacy train (e.g. `--training.max_steps 10` for a smoke run)."""
     import spacy
 
-    from ..evaluation.baselines import read_docbin, run_spacy_ner
+    from ..evaluation.baselines import run_spacy_ner
 
     record_path = model_dir / _TRAIN_RECORD
     if train_model:
-        cmd = [
-            sys.executable,
-            "-m",
-            "spacy",
-            "train",
-            str(config),
-            "--output",
-            str(model_dir),
-            "--paths.train",
-            str(train),
-            "--paths.dev",
-            str(dev or gold_path),
-            *ctx.args,
-        ]
-        shown = shlex.join(["python", *cmd[1:]])
-        typer.echo(f"running: {shown}", err=True)
-        start = time.perf_counter()
-        done = subprocess.run(cmd, check=False)
-        seconds = time.perf_counter() - start
-        if done.returncode != 0:
-            raise _fail(f"spacy train failed (exit {done.returncode}): {shown}")
-        record = {
-            "train_seconds": round(seconds, 1),
-            "train_command": shown,
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "cpu_count": os.cpu_count(),
-        }
-        record_path.write_text(json.dumps(record, indent=2), encoding="utf8")
-        typer.echo(f"spacy train took {seconds:.1f} s", err=True)
+        args = [str(config), "--output", str(model_dir), "--paths.train", str(train)]
+        _spacy_train([*args, "--paths.dev", str(dev or gold_path), *ctx.args], record_path)
     elif ctx.args:
-        raise _fail(f"options for spacy train given with --no-train-model: {ctx.args}")
+        raise fail(f"options for spacy train given with --no-train-model: {ctx.args}")
     model_path = model_dir / "model-last"
     if not model_path.exists():
-        raise _fail(f"{model_path} not found: train it first (drop --no-train-model)")
+        raise fail(f"{model_path} not found: train it first (drop --no-train-model)")
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     nlp = spacy.load(model_path)
-    try:
-        gold = read_docbin(gold_path, nlp, limit)
-    except FileNotFoundError as err:
-        raise _fail(str(err)) from err
+    gold = read_gold(gold_path, nlp.vocab, limit)
     metrics = run_spacy_ner(nlp, gold)
     metrics["meta"] = {
         "model": str(model_path),
@@ -186,36 +149,56 @@ def baseline_spacy_ner(
         "config": str(config),
         "train_data": str(train),
         **record,
-        "command": _command_line(),
+        "command": command_line(),
     }
-    _write_metrics(metrics, output)
+    write_json(output, metrics)
     typer.echo(_headline(metrics))
+
+
+def _spacy_train(args: list[str], record_path: Path) -> None:
+    """Run `python -m spacy train ARGS`, timed; its wall time and command line go to
+    `record_path` (read into the metrics' meta block)."""
+    shown = command_line(["train", *args], program="spacy")  # as typed: python -m spacy
+    typer.echo(f"running: {shown}", err=True)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "spacy", "train", *args], check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise fail(f"spacy train failed (exit {done.returncode}): {shown}")
+    record = {
+        "train_seconds": round(seconds, 1),
+        "train_command": shown,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpu_count": os.cpu_count(),
+    }
+    record_path.write_text(json.dumps(record, indent=2), encoding="utf8")
+    typer.echo(f"spacy train took {seconds:.1f} s", err=True)
 
 
 @app.command("baseline-spacy-llm")
 def baseline_spacy_llm(
     gold_path: GoldArgument,
-    model: Annotated[str, typer.Option(help="Base model name or path.")] = "default",
-    adapter: Annotated[str | None, typer.Option(help="PEFT LoRA adapter directory.")] = None,
+    model: ModelOption = "default",
+    adapter: AdapterOption = None,
     output: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path(
         "metrics/baseline_spacy_llm.json"
     ),
     limit: LimitOption = 0,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    batch_size: BatchSizeOption = 8,
     max_new_tokens: Annotated[
         int,
         typer.Option(
             min=1, help="Answer length limit; NER.v3 writes one explained line per entity."
         ),
     ] = 512,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """spacy-llm's own zero-shot `spacy.NER.v3` task (labels only) on our
     `spacy_bioreama.HF.v1` model; its doc.ents scored with score_bio."""
     import spacy
 
     from ..annotations.labels import BIORED_ENTITY_LABELS
-    from ..evaluation.baselines import read_docbin, run_spacy_llm_ner, spacy_llm_ner_pipeline
+    from ..evaluation.baselines import run_spacy_llm_ner, spacy_llm_ner_pipeline
 
     nlp = spacy_llm_ner_pipeline(
         model,
@@ -225,10 +208,7 @@ def baseline_spacy_llm(
         batch_size=batch_size,
         device=device,
     )
-    try:
-        gold = read_docbin(gold_path, spacy.blank("en"), limit)
-    except FileNotFoundError as err:
-        raise _fail(str(err)) from err
+    gold = read_gold(gold_path, spacy.blank("en").vocab, limit)
     metrics = run_spacy_llm_ner(nlp, gold, batch_size)
     metrics["meta"] = {
         "model": model,
@@ -237,9 +217,9 @@ def baseline_spacy_llm(
         "documents": len(gold),
         "task": "spacy.NER.v3 (zero-shot, labels only)",
         "max_new_tokens": max_new_tokens,
-        "command": _command_line(),
+        "command": command_line(),
     }
-    _write_metrics(metrics, output)
+    write_json(output, metrics)
     typer.echo(_headline(metrics))
 
 
@@ -285,7 +265,7 @@ def results_command(
     }
     rows = tuple(replace(row, path=paths[row.key]) for row in DEFAULT_ROWS)
     try:
-        build_results(rows, output, _command_line(), benchmark)
+        build_results(rows, output, command_line(), benchmark)
     except (MetricsFileMissing, MetricsMismatch, ValueError) as err:
-        raise _fail(str(err)) from err
+        raise fail(err) from err
     typer.echo(f"wrote {output}")

@@ -1,37 +1,26 @@
-"""CLI commands `score` and `evaluate-instructions` (scoring without / with a model).
+"""Commands `score` and `evaluate-instructions` (scoring without / with a model).
 
-Kept out of cli.py so that they evolve separately; cli.py imports this module once,
-which registers the commands on the same typer app. The work is done in
-`docbin_scoring.py` and `instruction_eval.py`.
-"""
+The work is done in `evaluation/docbins.py` and `evaluation/instruction_records.py`."""
 
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from ._util import app
-
-
-def _command_line() -> str:
-    """This invocation as `python -m spacy_bioreama ...`, for the metrics' meta block."""
-    return shlex.join(["python", "-m", "spacy_bioreama", *sys.argv[1:]])
-
-
-def _fail(message: Any) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(1)
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf8")
-    typer.echo(f"wrote {path}", err=True)
+from ..util.cmdline import command_line
+from ._util import (
+    AdapterOption,
+    BatchSizeOption,
+    DeviceOption,
+    ModelOption,
+    app,
+    fail,
+    write_json,
+    write_text,
+)
 
 
 @app.command()
@@ -57,12 +46,12 @@ def score(
     try:
         metrics = score_docbins(gold_path, pred_path, task)
     except ScoringInputError as err:
-        raise _fail(err) from err
-    metrics["meta"]["command"] = _command_line()
-    _write(output, json.dumps(metrics, indent=2))
+        raise fail(err) from err
+    metrics["meta"]["command"] = command_line()
+    write_json(output, metrics)
     table = metrics_table(metrics)
     if markdown is not None:
-        _write(markdown, table)
+        write_text(markdown, table)
     typer.echo(table)
 
 
@@ -71,8 +60,8 @@ def evaluate_instructions_command(
     dev_path: Annotated[
         Path, typer.Argument(metavar="DEV", help="Instruction JSONL (build-instructions' dev).")
     ],
-    model: Annotated[str, typer.Option(help="Base model name or path.")] = "default",
-    adapter: Annotated[str | None, typer.Option(help="PEFT LoRA adapter directory.")] = None,
+    model: ModelOption = "default",
+    adapter: AdapterOption = None,
     output: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path("metrics.json"),
     markdown: Annotated[Path | None, typer.Option(help="Markdown table to write.")] = None,
     predictions: Annotated[
@@ -81,8 +70,8 @@ def evaluate_instructions_command(
     limit_per_corpus: Annotated[
         int, typer.Option(min=0, help="Only the first N records of each corpus (0 = all).")
     ] = 0,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
+    batch_size: BatchSizeOption = 8,
+    device: DeviceOption = "auto",
     max_prompt_tokens: Annotated[
         int, typer.Option(min=1, help="Longer prompts are not run (counted as unanswered).")
     ] = 2048,
@@ -104,7 +93,7 @@ def evaluate_instructions_command(
     from ..models import load_backend
 
     if none_threshold is not None and not 0.0 < none_threshold <= 1.0:
-        raise _fail(f"--none-threshold must be in (0, 1], got {none_threshold}")
+        raise fail(f"--none-threshold must be in (0, 1], got {none_threshold}")
     try:
         backend = load_backend(
             model,
@@ -121,7 +110,7 @@ def evaluate_instructions_command(
             none_threshold=none_threshold,
         )
     except (InstructionDataError, FileNotFoundError) as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     metrics["meta"] = {
         "model": model,
         "adapter": adapter,
@@ -129,12 +118,12 @@ def evaluate_instructions_command(
         "limit_per_corpus": limit_per_corpus,
         "none_threshold": none_threshold,
         "max_prompt_tokens": backend.max_prompt_tokens,
-        "command": _command_line(),
+        "command": command_line(),
     }
-    _write(output, json.dumps(metrics, indent=2))
+    write_json(output, metrics)
     table = metrics_table(metrics)
     if markdown is not None:
-        _write(markdown, table)
+        write_text(markdown, table)
     if predictions is not None:
-        _write(predictions, "".join(json.dumps(p) + "\n" for p in preds))
+        write_text(predictions, "".join(json.dumps(p) + "\n" for p in preds))
     typer.echo(table)

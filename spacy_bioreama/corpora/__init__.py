@@ -36,6 +36,8 @@ Reader = Callable[..., Iterator[Doc]]
 
 @dataclass(frozen=True)
 class CorpusFormat:
+    """A registered corpus format: its `convert` name, reader and one-line description."""
+
     name: str
     reader: Reader
     description: str
@@ -61,6 +63,7 @@ register_format("pubmedqa", read_pubmedqa, "PubMedQA JSON (PQA-L)")
 
 
 def get_reader(name: str) -> Reader:
+    """The reader registered as `name`; an unknown name is an error listing the known ones."""
     if name not in FORMATS:
         raise ValueError(f"Unknown corpus format {name!r}; known formats: {', '.join(FORMATS)}")
     return FORMATS[name].reader

@@ -27,6 +27,7 @@ from typing import Any
 
 from spacy.tokens import Doc, Span
 
+from ..annotations.doc_ids import DOC_ID_KEY
 from ..annotations.relations import Relation
 from ..annotations.spans import make_aligned_doc, set_entities, split_concept_ids
 from .report import ConversionReport
@@ -34,7 +35,6 @@ from .report import ConversionReport
 MakeDoc = Callable[[str], Doc]
 PathArg = str | PathLike
 
-DOC_ID_KEY = "doc_id"
 DISCONTINUOUS_KEY = "discontinuous"
 
 
@@ -60,7 +60,26 @@ def default_make_doc() -> MakeDoc:
 
 
 def resolve_make_doc(make_doc: MakeDoc | None) -> MakeDoc:
+    """`make_doc`, or the shared blank-English tokenizer when None."""
     return default_make_doc() if make_doc is None else make_doc
+
+
+class SeenIds:
+    """The document ids one reader has met so far. A corpus that repeats an id keeps
+    both documents (as in the file); the repeat is reported as an adjustment, never
+    dropped. One loop for every reader (PubTator, NCBI-disease, BioC, DDI)."""
+
+    def __init__(self, report: ConversionReport) -> None:
+        self.report = report
+        self.seen: set[str] = set()
+
+    def check(self, doc_id: str, where: str = "") -> None:
+        """Note `doc_id`; report it if seen before (`where`, e.g. " (again at line 9)",
+        is added to the message)."""
+        doc_id = str(doc_id)
+        if doc_id in self.seen:
+            self.report.adjust(doc_id, f"document id occurs more than once{where}")
+        self.seen.add(doc_id)
 
 
 def read_text(path: PathArg) -> str:

@@ -41,6 +41,7 @@ from .base import (
     MentionSpec,
     PathArg,
     RelationSpec,
+    SeenIds,
     build_doc,
     read_text,
     resolve_make_doc,
@@ -228,11 +229,9 @@ def _read_collection(
     make_doc: MakeDoc,
     report: ConversionReport,
 ) -> Iterator[Doc]:
-    seen: set[str] = set()
+    seen = SeenIds(report)
     for document in collection.documents:
-        if str(document.id) in seen:
-            report.adjust(str(document.id), "document id occurs more than once")
-        seen.add(str(document.id))
+        seen.check(document.id)
         yield bioc_document_to_doc(document, make_doc, report, path)
 
 

@@ -34,12 +34,14 @@ from pathlib import Path
 from lxml import etree
 from spacy.tokens import Doc
 
+from ..annotations.doc_ids import DOC_ID_KEY
 from .base import (
     CorpusFormatError,
     MakeDoc,
     MentionSpec,
     PathArg,
     RelationSpec,
+    SeenIds,
     build_doc,
     resolve_make_doc,
 )
@@ -105,75 +107,101 @@ def _document_to_doc(
         pieces.append(sent_text)
         sentences.append((offset, offset + len(sent_text), sent_id))
         for ent in sentence.iter("entity"):
-            ent_id = ent.get("id")
-            if not ent_id:
-                raise CorpusFormatError(path, "entity without an id", ent.sourceline)
-            local = _parse_offsets(ent.get("charOffset"), path, ent.sourceline)
-            frags = [(offset + a, offset + b) for a, b in local]
-            ent_text = ent.get("text")
-            label = ent.get("type") or ""
-            start, end = frags[0][0], frags[-1][1]
-            if len(frags) > 1:
-                bad = [(a, b) for a, b in local if not 0 <= a < b <= len(sent_text)]
-                if bad or start >= end:
-                    report.unplaceable(
-                        doc_id,
-                        f"discontinuous entity {ent_id} has fragments outside its sentence",
-                        start,
-                        end,
-                        repr(ent_text),
-                    )
-                    continue
-                joined = " ".join(sent_text[a:b] for a, b in local)
-                note = "" if joined == ent_text else f" (fragments read {joined!r})"
-                report.adjust(
-                    doc_id,
-                    f"discontinuous entity {ent_id} {ent.get('charOffset')} kept as one "
-                    f"covering span{note}",
-                    start,
-                    end,
-                    f"{ent_text!r} ({label})",
-                )
-                mentions.append(MentionSpec(start, end, label, ent_id, None, ent_id, frags))
-            else:
-                if not 0 <= local[0][0] < local[0][1] <= len(sent_text):
-                    report.unplaceable(
-                        doc_id,
-                        f"entity {ent_id} offsets {ent.get('charOffset')} outside its sentence",
-                        start,
-                        end,
-                        repr(ent_text),
-                    )
-                    continue
-                mentions.append(MentionSpec(start, end, label, ent_id, ent_text, ent_id))
+            mention = _entity_mention(ent, sent_text, offset, doc_id, path, report)
+            if mention is not None:
+                mentions.append(mention)
         for pair in sentence.iter("pair"):
-            pair_id = pair.get("id") or ""
-            e1, e2, ddi = pair.get("e1"), pair.get("e2"), pair.get("ddi")
-            if not e1 or not e2 or ddi not in ("true", "false"):
-                raise CorpusFormatError(
-                    path, f"pair {pair_id!r} needs e1, e2 and ddi=true|false", pair.sourceline
-                )
-            if ddi == "false":
-                label = NEGATIVE_LABEL
-            else:
-                label = pair.get("type") or ""
-                if not label:
-                    label = untyped_label
-                    report.adjust(
-                        doc_id,
-                        f"pair {pair_id} is an interaction (ddi=true) without a type; "
-                        f"labelled {untyped_label!r}",
-                        annotation=f"{e1} -> {e2}",
-                    )
-            relations.append(
-                RelationSpec(e1, e2, label, head_key=e1, tail_key=e2, where=f" (pair {pair_id})")
-            )
+            relations.append(_pair_relation(pair, doc_id, path, report, untyped_label))
         offset += len(sent_text)
     text = "".join(pieces)
     boundaries = [b for s, e, _ in sentences for b in (s, e)]
     doc = build_doc(
         make_doc, text, doc_id, mentions, relations, report, extra_boundaries=boundaries
     )
+    _mark_sentences(doc, sentences)
+    return doc
+
+
+def _entity_mention(
+    ent: etree._Element,
+    sent_text: str,
+    offset: int,
+    doc_id: str,
+    path: Path,
+    report: ConversionReport,
+) -> MentionSpec | None:
+    """The mention of one ``<entity>`` (document offsets); None, reported, when its
+    offsets lie outside its sentence. A discontinuous entity is kept as one covering
+    span with its fragments."""
+    ent_id = ent.get("id")
+    if not ent_id:
+        raise CorpusFormatError(path, "entity without an id", ent.sourceline)
+    local = _parse_offsets(ent.get("charOffset"), path, ent.sourceline)
+    frags = [(offset + a, offset + b) for a, b in local]
+    ent_text = ent.get("text")
+    label = ent.get("type") or ""
+    start, end = frags[0][0], frags[-1][1]
+    if len(frags) == 1:
+        if not 0 <= local[0][0] < local[0][1] <= len(sent_text):
+            report.unplaceable(
+                doc_id,
+                f"entity {ent_id} offsets {ent.get('charOffset')} outside its sentence",
+                start,
+                end,
+                repr(ent_text),
+            )
+            return None
+        return MentionSpec(start, end, label, ent_id, ent_text, ent_id)
+    bad = [(a, b) for a, b in local if not 0 <= a < b <= len(sent_text)]
+    if bad or start >= end:
+        report.unplaceable(
+            doc_id,
+            f"discontinuous entity {ent_id} has fragments outside its sentence",
+            start,
+            end,
+            repr(ent_text),
+        )
+        return None
+    joined = " ".join(sent_text[a:b] for a, b in local)
+    note = "" if joined == ent_text else f" (fragments read {joined!r})"
+    report.adjust(
+        doc_id,
+        f"discontinuous entity {ent_id} {ent.get('charOffset')} kept as one covering span{note}",
+        start,
+        end,
+        f"{ent_text!r} ({label})",
+    )
+    return MentionSpec(start, end, label, ent_id, None, ent_id, frags)
+
+
+def _pair_relation(
+    pair: etree._Element, doc_id: str, path: Path, report: ConversionReport, untyped_label: str
+) -> RelationSpec:
+    """The relation of one ``<pair>``: its type, `NEGATIVE_LABEL` for ddi=false, and
+    `untyped_label` (reported) for an interaction without a type."""
+    pair_id = pair.get("id") or ""
+    e1, e2, ddi = pair.get("e1"), pair.get("e2"), pair.get("ddi")
+    if not e1 or not e2 or ddi not in ("true", "false"):
+        raise CorpusFormatError(
+            path, f"pair {pair_id!r} needs e1, e2 and ddi=true|false", pair.sourceline
+        )
+    if ddi == "false":
+        label = NEGATIVE_LABEL
+    else:
+        label = pair.get("type") or ""
+        if not label:
+            label = untyped_label
+            report.adjust(
+                doc_id,
+                f"pair {pair_id} is an interaction (ddi=true) without a type; "
+                f"labelled {untyped_label!r}",
+                annotation=f"{e1} -> {e2}",
+            )
+    return RelationSpec(e1, e2, label, head_key=e1, tail_key=e2, where=f" (pair {pair_id})")
+
+
+def _mark_sentences(doc: Doc, sentences: list[tuple[int, int, str]]) -> None:
+    """The corpus's sentences as `doc.spans[SENTENCES_KEY]` and sentence starts."""
     sent_spans = []
     starts = set()
     for s, e, sent_id in sentences:
@@ -185,7 +213,6 @@ def _document_to_doc(
         for token in doc:
             token.is_sent_start = token.i in starts or token.i == 0
         doc.spans[SENTENCES_KEY] = sent_spans
-    return doc
 
 
 def read_ddi(
@@ -199,7 +226,7 @@ def read_ddi(
     (e.g. ``ddi2013/Train``). One Doc per ``<document>``."""
     make_doc = resolve_make_doc(make_doc)
     report = ConversionReport("ddi", str(path)) if report is None else report
-    seen: set[str] = set()
+    seen = SeenIds(report)
     for file in ddi_files(path):
         try:
             tree = etree.parse(str(file), _PARSER)
@@ -211,8 +238,5 @@ def read_ddi(
             raise CorpusFormatError(file, f"no <document> element (root is <{root.tag}>)", 1)
         for document in documents:
             doc = _document_to_doc(document, file, make_doc, report, untyped_label)
-            doc_id = doc.user_data["doc_id"]
-            if doc_id in seen:
-                report.adjust(doc_id, f"document id occurs more than once (again in {file})")
-            seen.add(doc_id)
+            seen.check(doc.user_data[DOC_ID_KEY], f" (again in {file})")
             yield doc

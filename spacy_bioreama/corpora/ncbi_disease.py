@@ -36,7 +36,7 @@ from .base import (
     resolve_make_doc,
     split_lines,
 )
-from .pubtator import parse_pubtator, pubtator_to_doc
+from .pubtator import pubtator_docs
 from .report import ConversionReport
 
 _INLINE_LINE = re.compile(r"^\d+\t.*<category=", re.DOTALL)
@@ -57,12 +57,7 @@ def read_ncbi_disease(
     if _INLINE_LINE.match(first):
         yield from _read_inline(path, text, make_doc, report)
         return
-    seen: set[str] = set()
-    for raw in parse_pubtator(path):
-        if raw.pmid in seen:
-            report.adjust(raw.pmid, f"document id occurs more than once (again at line {raw.line})")
-        seen.add(raw.pmid)
-        yield pubtator_to_doc(raw, make_doc, report, path)
+    yield from pubtator_docs(path, make_doc, report)
 
 
 def _read_inline(

@@ -47,6 +47,9 @@ from .report import ConversionReport
 
 @dataclass(frozen=True)
 class PairScheme:
+    """How one masked pair corpus writes its two entities (placeholders and the labels
+    they stand for) and which label means "no relation"."""
+
     name: str
     head_placeholder: str
     head_label: str

@@ -34,6 +34,7 @@ from .base import (
     MentionSpec,
     PathArg,
     RelationSpec,
+    SeenIds,
     build_doc,
     read_text,
     resolve_make_doc,
@@ -46,6 +47,9 @@ _TEXT_LINE = re.compile(r"^([^|\t]+)\|([ta])\|(.*)$", re.DOTALL)
 
 @dataclass
 class PubTatorDocument:
+    """One document as parsed from a PubTator file, before a Doc is built: its text
+    lines and its annotation lines (with their line numbers, for error messages)."""
+
     pmid: str
     line: int
     title: str | None = None
@@ -55,6 +59,7 @@ class PubTatorDocument:
 
     @property
     def text(self) -> str:
+        """``title + " " + abstract`` (what the offsets index)."""
         parts = [p for p in (self.title, self.abstract) if p is not None]
         return " ".join(parts)
 
@@ -171,9 +176,13 @@ def read_pubtator(
     """
     make_doc = resolve_make_doc(make_doc)
     report = ConversionReport("pubtator", str(path)) if report is None else report
-    seen: set[str] = set()
+    yield from pubtator_docs(path, make_doc, report)
+
+
+def pubtator_docs(path: PathArg, make_doc: MakeDoc, report: ConversionReport) -> Iterator[Doc]:
+    """The Docs of a PubTator-layout file, in file order (PubTator and NCBI-disease
+    readers). A PMID seen before is kept and reported as an adjustment, never dropped."""
+    seen = SeenIds(report)
     for raw in parse_pubtator(path):
-        if raw.pmid in seen:
-            report.adjust(raw.pmid, f"document id occurs more than once (again at line {raw.line})")
-        seen.add(raw.pmid)
+        seen.check(raw.pmid, f" (again at line {raw.line})")
         yield pubtator_to_doc(raw, make_doc, report, path)

@@ -34,6 +34,7 @@ class Issue:
     annotation: str = ""
 
     def format(self) -> str:
+        """One line: document id, offsets, annotation and reason."""
         where = "" if self.start is None else f" [{self.start}:{self.end}]"
         what = f" {self.annotation}" if self.annotation else ""
         return f"{self.doc_id}{where}{what}: {self.reason}"
@@ -73,6 +74,7 @@ class ConversionReport:
         end: int | None = None,
         annotation: str = "",
     ) -> None:
+        """Record an annotation that could not be placed (left out of the Doc)."""
         self.unplaced.append(Issue(str(doc_id), start, end, reason, annotation))
 
     def adjust(
@@ -83,15 +85,18 @@ class ConversionReport:
         end: int | None = None,
         annotation: str = "",
     ) -> None:
+        """Record an annotation kept after a correction, or a quirk of the input."""
         self.adjusted.append(Issue(str(doc_id), start, end, reason, annotation))
 
     # -- summaries -------------------------------------------------------------
     @property
     def n_mentions(self) -> int:
+        """Mentions placed, all labels."""
         return sum(self.mentions.values())
 
     @property
     def n_relations(self) -> int:
+        """Relations placed, all labels."""
         return sum(self.relations.values())
 
     def to_dict(self) -> dict:

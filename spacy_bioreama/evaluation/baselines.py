@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from spacy.language import Language
@@ -153,7 +152,7 @@ def spacy_llm_ner_pipeline(
     `spacy_bioreama.HF.v1` model."""
     import spacy
 
-    from ..pipeline import spacy_llm as spacy_llm_integration  # noqa: F401  (registers spacy_bioreama.HF.v1)
+    from ..pipeline import spacy_llm  # noqa: F401  (registers spacy_bioreama.HF.v1)
 
     nlp = spacy.blank("en")
     nlp.add_pipe(
@@ -199,14 +198,3 @@ def _first_response(docs: Sequence[Doc], max_chars: int = 600) -> str | None:
     if isinstance(response, list):
         response = "\n".join(str(r) for r in response)
     return None if response is None else str(response)[:max_chars]
-
-
-def read_docbin(path: Path, nlp: Language, limit: int = 0) -> list[Doc]:
-    """Documents of a DocBin (the first `limit`, 0 = all); a missing file is an error
-    that names it rather than a DocBin traceback."""
-    from spacy.tokens import DocBin
-
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path} not found (run `spacy project run convert`)")
-    docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
-    return docs[:limit] if limit else docs

@@ -50,7 +50,7 @@ from spacy.tokens import Doc
 
 from ..annotations.spans import copy_for_prediction
 from ..models.backend import ChatPrompt, Generation, LineGuard
-from ..models.hf import LineEnder
+from ..models.greedy import LineEnder
 from ..pipeline.component import TASK_ENTITIES, BioRelationLLM
 from ..tasks import relation as re_task
 from ..util.resources import peak_rss_bytes
@@ -85,6 +85,7 @@ class RecordingBackend:
         choices: Sequence[Sequence[str] | None] | None = None,
         line_guard: LineGuard | None = None,
     ) -> list[Generation]:
+        """The inner backend's answers; the call (prompts, limits, answers) is recorded."""
         answers = self.inner.generate(
             prompts, max_new_tokens=max_new_tokens, choices=choices, line_guard=line_guard
         )
@@ -95,6 +96,7 @@ class RecordingBackend:
 
     @property
     def max_prompt_tokens(self) -> int:
+        """The inner backend's prompt limit."""
         return self.inner.max_prompt_tokens
 
     def __getattr__(self, name: str) -> Any:
@@ -117,6 +119,7 @@ class RunResult:
 
     @property
     def docs_per_s(self) -> float:
+        """Documents per second of wall time (0 for an untimed run)."""
         return self.docs / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -154,6 +157,7 @@ class NaiveResult:
 
     @property
     def docs_per_s(self) -> float:
+        """Documents per second of wall time (0 for an untimed run)."""
         return self.docs / self.seconds if self.seconds > 0 else 0.0
 
 

@@ -12,15 +12,19 @@ and the document.
 
 Which scorer applies is decided from the gold data (`detect_task`), or forced:
 
-* ``bio`` (BioRED, BC5CDR, NCBI-disease ...): ``ents_*`` and ``rel_*`` (`scoring.py`);
-* ``pair`` (GAD, EU-ADR, ChemProt, DDI): ``pair_*`` (`task_scoring.py`);
-* ``qa`` (PubMedQA): ``qa_*`` (`task_scoring.py`).
+* ``bio`` (BioRED, BC5CDR, NCBI-disease ...): ``ents_*`` and ``rel_*``;
+* ``pair`` (GAD, EU-ADR, ChemProt, DDI): ``pair_*``;
+* ``qa`` (PubMedQA): ``qa_*`` (all three in `scorers.py`).
+
+`load_gold` is the one reader of "the first N documents of a DocBin, or a clear error"
+for every command that scores or annotates a corpus.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -29,40 +33,50 @@ from spacy.training import Example
 from spacy.vocab import Vocab
 
 from ..annotations import relations as _relations  # noqa: F401  (registers doc._.relations)
+from ..annotations.doc_ids import DOC_ID_KEY, doc_id
 from ..annotations.labels import NEGATIVE_RELATION_LABELS
 from ..corpora.pair_tsv import PAIR_SCHEMES
 from ..tasks import qa
-from .scorers import score_bio
-from .task_scorers import QA_ANSWERS, score_pairs, score_qa
+from ..tasks.names import PAIR, QA
+from ..util.formatting import percent
+from .scorers import QA_ANSWERS, score_bio, score_pairs, score_qa
 
-DOC_ID_KEY = "doc_id"
-TASKS = ("auto", "bio", "pair", "qa")
+TASKS = ("auto", "bio", PAIR, QA)
 SCORERS: dict[str, Callable[..., dict[str, Any]]] = {
     "bio": score_bio,
-    "pair": score_pairs,
-    "qa": score_qa,
+    PAIR: score_pairs,
+    QA: score_qa,
 }
 # doc id prefixes written by the pair readers (pair_tsv.py: "<scheme>:...", ddi.py: "DDI-...")
 _PAIR_ID_PREFIXES = tuple(f"{name}:" for name in PAIR_SCHEMES) + ("DDI-",)
 
 
 class ScoringInputError(ValueError):
-    """The gold or predicted documents cannot be scored together."""
+    """The gold or predicted documents cannot be read or scored together (the message
+    names the file)."""
 
 
-def load_docbin(path: Path, vocab: Vocab, what: str) -> list[Doc]:
-    """The documents of a DocBin, with an error naming the file when it is not one."""
+def load_docbin(path: Path | str, vocab: Vocab, what: str = "gold", limit: int = 0) -> list[Doc]:
+    """The documents of a DocBin (the first `limit`, 0 = all), with an error naming the
+    file when it is missing or not a DocBin."""
+    path = Path(path)
     if not path.is_file():
-        raise ScoringInputError(f"{what} file {str(path)!r} does not exist")
+        raise ScoringInputError(f"{what} file {path} not found")
     try:
-        return list(DocBin().from_disk(path).get_docs(vocab))
+        docs = DocBin().from_disk(path).get_docs(vocab)
+        return list(islice(docs, limit) if limit else docs)
     except Exception as err:  # msgpack/zlib errors of a file that is not a DocBin
         raise ScoringInputError(f"{path}: not a spaCy DocBin (.spacy) file ({err})") from err
 
 
-def _doc_id(doc: Doc) -> str | None:
-    value = doc.user_data.get(DOC_ID_KEY)
-    return None if value is None else str(value)
+def load_gold(path: Path | str, vocab: Vocab, limit: int = 0, what: str = "gold") -> list[Doc]:
+    """The first `limit` documents (0 = all) of the DocBin a command reads; a missing
+    file, a file that is not a DocBin or one that holds no documents is a
+    `ScoringInputError` naming the file."""
+    docs = load_docbin(path, vocab, what, limit)
+    if not docs:
+        raise ScoringInputError(f"{path} holds no documents")
+    return docs
 
 
 def _first_difference(a: str, b: str) -> int:
@@ -75,7 +89,7 @@ def align(
     gold: Sequence[Doc], pred: Sequence[Doc], gold_path: Path, pred_path: Path
 ) -> tuple[list[Example], dict[str, Any]]:
     """`Example(pred, gold)` per gold document, and how they were aligned."""
-    gold_ids, pred_ids = [_doc_id(d) for d in gold], [_doc_id(d) for d in pred]
+    gold_ids, pred_ids = [doc_id(d) for d in gold], [doc_id(d) for d in pred]
     by_id = (
         None not in gold_ids
         and None not in pred_ids
@@ -85,13 +99,13 @@ def align(
     if by_id:
         pred_by_id = dict(zip(pred_ids, pred, strict=True))
         pairs = []
-        for i, (doc_id, gold_doc) in enumerate(zip(gold_ids, gold, strict=True)):
-            if doc_id not in pred_by_id:
+        for i, (key, gold_doc) in enumerate(zip(gold_ids, gold, strict=True)):
+            if key not in pred_by_id:
                 raise ScoringInputError(
-                    f"{pred_path}: no prediction for document {doc_id!r} "
+                    f"{pred_path}: no prediction for document {key!r} "
                     f"(document {i + 1} of {gold_path})"
                 )
-            pairs.append((doc_id, gold_doc, pred_by_id[doc_id]))
+            pairs.append((key, gold_doc, pred_by_id[key]))
         unmatched = len(set(pred_ids) - set(gold_ids))
     else:
         if len(gold) != len(pred):
@@ -106,11 +120,11 @@ def align(
         ]
         unmatched = 0
     examples = []
-    for doc_id, gold_doc, pred_doc in pairs:
+    for key, gold_doc, pred_doc in pairs:
         if gold_doc.text != pred_doc.text:
             at = _first_difference(gold_doc.text, pred_doc.text)
             raise ScoringInputError(
-                f"{pred_path}: the text of document {doc_id!r} differs from {gold_path}'s "
+                f"{pred_path}: the text of document {key!r} differs from {gold_path}'s "
                 f"(first difference at character {at}: gold {gold_doc.text[at : at + 20]!r}, "
                 f"predicted {pred_doc.text[at : at + 20]!r})"
             )
@@ -126,11 +140,11 @@ def detect_task(gold: Sequence[Doc]) -> str:
     """ "qa" when documents carry a question or yes/no/maybe cats; "pair" when relations
     carry a corpus negative label or doc ids come from a pair reader; else "bio"."""
     if any(d.user_data.get(qa.QUESTION_KEY) or set(d.cats) & set(QA_ANSWERS) for d in gold):
-        return "qa"
+        return QA
     if any(r.label in NEGATIVE_RELATION_LABELS for d in gold for r in d._.relations) or any(
-        (_doc_id(d) or "").startswith(_PAIR_ID_PREFIXES) for d in gold
+        (doc_id(d) or "").startswith(_PAIR_ID_PREFIXES) for d in gold
     ):
-        return "pair"
+        return PAIR
     return "bio"
 
 
@@ -139,10 +153,8 @@ def score_docbins(gold_path: Path, pred_path: Path, task: str = "auto") -> dict[
     if task not in TASKS:
         raise ScoringInputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     vocab = Vocab()
-    gold = load_docbin(gold_path, vocab, "gold")
+    gold = load_gold(gold_path, vocab)
     pred = load_docbin(pred_path, vocab, "prediction")
-    if not gold:
-        raise ScoringInputError(f"{gold_path} holds no documents")
     examples, info = align(gold, pred, gold_path, pred_path)
     if info["unmatched_predictions"]:
         print(
@@ -162,10 +174,6 @@ def score_docbins(gold_path: Path, pred_path: Path, task: str = "auto") -> dict[
     return metrics
 
 
-def _pct(value: Any) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
 def metrics_table(metrics: dict[str, Any]) -> str:
     """A markdown table of the headline metrics of `score_docbins`."""
     meta = metrics.get("meta", {})
@@ -174,13 +182,13 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         f"({meta.get('documents')} documents, task `{meta.get('task')}`).",
         "",
     ]
-    if meta.get("task") == "qa":
+    if meta.get("task") == QA:
         lines += ["| metric | value |", "|---|---|"]
-        lines.append(f"| accuracy | {_pct(metrics['qa_acc'])} |")
-        lines.append(f"| macro-F1 | {_pct(metrics['qa_macro_f'])} |")
+        lines.append(f"| accuracy | {percent(metrics['qa_acc'])} |")
+        lines.append(f"| macro-F1 | {percent(metrics['qa_macro_f'])} |")
         return "\n".join(lines) + "\n"
     lines += ["| metric | P | R | F1 |", "|---|---|---|---|"]
-    if meta.get("task") == "pair":
+    if meta.get("task") == PAIR:
         rows = [("pair, micro over positive labels", "pair")]
         per_type = metrics.get("pair_per_type", {})
     else:
@@ -193,9 +201,11 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         per_type = {}
     for label, key in rows:
         lines.append(
-            f"| {label} | {_pct(metrics[key + '_p'])} | {_pct(metrics[key + '_r'])} | "
-            f"{_pct(metrics[key + '_f'])} |"
+            f"| {label} | {percent(metrics[key + '_p'])} | {percent(metrics[key + '_r'])} | "
+            f"{percent(metrics[key + '_f'])} |"
         )
     for label, score in per_type.items():
-        lines.append(f"| {label} | {_pct(score['p'])} | {_pct(score['r'])} | {_pct(score['f'])} |")
+        lines.append(
+            f"| {label} | {percent(score['p'])} | {percent(score['r'])} | {percent(score['f'])} |"
+        )
     return "\n".join(lines) + "\n"

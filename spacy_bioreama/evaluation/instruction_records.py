@@ -7,11 +7,11 @@ corpus reader and no document-level decoding.
 
 Each record with ``choices`` (tasks ``re``, ``pair``, ``qa``) is answered by constrained
 choice through the backend (``generate(..., choices=...)``) on the prompt training built
-from it (`training.record_example(record).chat_prompt()`). The gold answer is the
+from it (`instructions.records.record_example(record).chat_prompt()`). The gold answer is the
 record's ``label`` (else its ``output``'s last line). Records without choices (``ner``)
 are counted as skipped.
 
-Metrics per corpus (`task_scoring`, the same functions the Doc scorers use):
+Metrics per corpus (`metrics.py`, the same functions the Doc scorers use):
 
 * ``re`` / ``pair``: ``<task>_p/_r/_f`` micro over positive labels ("None" excluded) and
   ``<task>_per_type``. For ``re`` the items are the dev records, i.e. candidate pairs
@@ -35,12 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from ..annotations.labels import NEGATIVE_RELATION_LABELS
+from ..instructions.records import record_example
 from ..models.backend import ChatPrompt, Generation
 from ..tasks import qa
 from ..tasks import relation as re_task
-from ..training.run import record_example
+from ..tasks.answers import parse_choice
+from ..util.formatting import percent
 from ..util.jsonl import iter_json_objects
-from .task_scorers import choice_scores, positive_label_scores
+from .metrics import choice_scores, positive_label_scores
 
 QA_TASK = qa.TASK_NAME
 
@@ -60,18 +62,6 @@ class EvalRecord:
     prompt: ChatPrompt
     choices: tuple[str, ...]
     label: str
-
-
-def _answer_in(text: str, choices: Sequence[str]) -> str | None:
-    """The choice an answer names (last non-empty line, optional 'Answer:', any case)."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return None
-    last = lines[-1]
-    if last.lower().startswith("answer:"):
-        last = last[len("answer:") :].strip()
-    last = last.strip(" .!'\"`").lower()
-    return next((c for c in choices if c.lower() == last), None)
 
 
 def read_eval_records(path: Path) -> tuple[list[EvalRecord], Counter]:
@@ -105,7 +95,7 @@ def _eval_record(raw: dict[str, Any], where: str, lineno: int, task: str) -> Eva
         raise InstructionDataError(f"{where}: field 'choices' must be a non-empty list of strings")
     label = raw.get("label")
     if label is None and isinstance(raw.get("output"), str):
-        label = _answer_in(raw["output"], choices)
+        label = parse_choice(raw["output"], choices)
     if label not in choices:
         raise InstructionDataError(
             f"{where}: field 'label' ({raw.get('label')!r}, or the answer in 'output') "
@@ -142,7 +132,7 @@ def decide(
     """The predicted choice and its probability. For relation records with
     `none_threshold`, the component's rule: related when P(None) < threshold, then
     the most probable positive label (else the argmax choice)."""
-    answer = _answer_in(generation.text, record.choices)
+    answer = parse_choice(generation.text, record.choices)
     probability = min(1.0, max(0.0, math.exp(generation.logprob)))
     if record.task == QA_TASK:
         return answer, probability
@@ -229,7 +219,9 @@ def score_predictions(predictions: Sequence[dict[str, Any]]) -> dict[str, dict[s
         }
         if task == QA_TASK:
             del metrics["gold_positive"]
-            metrics.update(choice_scores([(p["label"], p["prediction"]) for _, p in items], "qa"))
+            metrics.update(
+                choice_scores([(p["label"], p["prediction"]) for _, p in items], QA_TASK)
+            )
         else:
             metrics.update(
                 positive_label_scores(
@@ -275,10 +267,6 @@ def evaluate_instructions(
     return metrics, predictions
 
 
-def _pct(value: Any) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
 def metrics_table(metrics: dict[str, Any]) -> str:
     """A markdown table: one row per corpus, P/R/F1 for relations, accuracy/macro-F1
     for QA."""
@@ -294,8 +282,8 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     for key, m in metrics["corpora"].items():
         task = m["task"]
         if task == QA_TASK:
-            cells = ["–", "–", "–", _pct(m["qa_acc"]), _pct(m["qa_macro_f"])]
+            cells = ["–", "–", "–", percent(m["qa_acc"]), percent(m["qa_macro_f"])]
         else:
-            cells = [_pct(m[f"{task}_p"]), _pct(m[f"{task}_r"]), _pct(m[f"{task}_f"]), "–", "–"]
+            cells = [*(percent(m[f"{task}_{k}"]) for k in "prf"), "–", "–"]
         lines.append(f"| {key} | {task} | {m['records']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..util.formatting import percent
+
 
 @dataclass(frozen=True)
 class Row:
@@ -141,11 +143,6 @@ def read_benchmark(path: Path) -> dict[str, Any] | None:
     return record
 
 
-def _pct(value: Any) -> str:
-    """A score in [0, 1] as a percentage; blank where the row does not apply."""
-    return "" if value is None else f"{100 * float(value):.1f}"
-
-
 def _code(value: Any) -> str:
     return f"`{value}`"
 
@@ -169,7 +166,7 @@ def render_results(
         "```",
         "",
         f"Data: `{first_meta.get('data')}`, first {first_meta.get('documents')} documents; "
-        "all rows scored with `spacy_bioreama.scoring.score_bio`: NER is strict "
+        "all rows scored with `spacy_bioreama.evaluation.scorers.score_bio`: NER is strict "
         "mention level (exact character span and type, all mentions incl. overlapping ones); "
         "RE is document level on unordered concept pairs. Scores in %. A blank cell: the "
         "row does not do that task.",
@@ -178,7 +175,8 @@ def render_results(
         "|---|" + "---:|" * (len(COLUMNS) + 1),
     ]
     for row, metrics in loaded:
-        cells = [_pct(get_path(metrics, path)) for _, path in COLUMNS]
+        # blank where the row does not do that task
+        cells = [percent(get_path(metrics, path), missing="") for _, path in COLUMNS]
         docs = get_path(metrics, "meta/documents")
         out.append(f"| {row.label} | " + " | ".join(cells) + f" | {docs} |")
     out += ["", "## How each row was made", ""]

@@ -1,4 +1,4 @@
-"""Scorers with spaCy-standard keys (see DESIGN.md, "Evaluation protocol").
+"""Scorers with spaCy-standard keys (see docs/architecture.md, "Evaluation protocol").
 
 * NER: strict mention-level P/R/F over all mentions (`doc.ents` plus the overflow group):
   a prediction counts when its character offsets and type equal a gold mention's.
@@ -9,12 +9,24 @@
   (`NEGATIVE_RELATION_LABELS`) are excluded, as the seeds and BLURB report. A predicted concept is
   mapped to the gold concepts that share one of its mentions (same character offsets),
   so the same code scores both the gold-entities and the end-to-end setting.
+* Pairs (GAD, EU-ADR, ChemProt, DDI; ``pair_*``): micro P/R/F1 over the positive labels
+  (`metrics.positive_label_scores`). Pair corpora give one Doc per example (or per DDI
+  document) with the gold relations, negatives included, in ``doc._.relations``; a
+  predicted Doc holds only the relations it predicts (none = negative). Pairs are
+  unordered, and predicted concepts are mapped to gold ones as for RE.
+* QA (PubMedQA; ``qa_*``): accuracy and macro-F1 (`metrics.choice_scores`). Gold answers
+  are ``doc.user_data["answer"]`` (else the one-hot ``doc.cats``); a prediction is the
+  argmax of the predicted ``doc.cats`` (the gold answer copied into a prediction's user
+  data is never read).
+
+The counting and P/R/F functions are in `metrics.py`; the three scorers are registered
+for spaCy (`spacy_bioreama.{bio,pair,qa}_scorer.v1`, also as spacy_scorers entry points).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from spacy.scorer import PRFScore
@@ -24,34 +36,14 @@ from spacy.util import registry
 
 from ..annotations.labels import NEGATIVE_RELATION_LABELS
 from ..annotations.spans import all_mentions, concept_ids
+from ..tasks import qa
+from .metrics import choice_scores, count_prf, labelled_prf, positive_label_scores, prf_keys
+
+QA_ANSWERS: tuple[str, ...] = qa.CHOICES
 
 
 def _mention_keys(doc: Doc) -> set[tuple[int, int, str]]:
     return {(s.start_char, s.end_char, s.label_) for s in all_mentions(doc)}
-
-
-def labelled_prf(gold: set[tuple], predicted: set[tuple], prefix: str) -> dict[str, Any]:
-    """Micro and per-label P/R/F (`<prefix>_p/_r/_f`, `<prefix>_per_type`) of exact-match
-    keys whose last element is the label: one counting loop for every scorer."""
-    total = PRFScore()
-    per_label: dict[str, PRFScore] = defaultdict(PRFScore)
-    for key in gold | predicted:
-        score = per_label[key[-1]]
-        if key in gold and key in predicted:
-            total.tp += 1
-            score.tp += 1
-        elif key in predicted:
-            total.fp += 1
-            score.fp += 1
-        else:
-            total.fn += 1
-            score.fn += 1
-    return {
-        f"{prefix}_p": total.precision,
-        f"{prefix}_r": total.recall,
-        f"{prefix}_f": total.fscore,
-        f"{prefix}_per_type": {k: v.to_dict() for k, v in sorted(per_label.items())},
-    }
 
 
 def score_entities(examples: Iterable[Example]) -> dict[str, Any]:
@@ -72,8 +64,9 @@ def _concept_mentions(doc: Doc) -> dict[str, set[tuple[int, int]]]:
     return mentions
 
 
-def _concept_map(pred: Doc, gold: Doc) -> dict[str, set[str]]:
-    """Predicted concept id → gold concept ids sharing at least one mention."""
+def match_concepts(pred: Doc, gold: Doc) -> dict[str, set[str]]:
+    """Predicted concept id → gold concept ids sharing at least one mention (how a
+    predicted concept is matched in every relation and pair score)."""
     gold_by_offsets: dict[tuple[int, int], set[str]] = defaultdict(set)
     for cid, offsets in _concept_mentions(gold).items():
         for off in offsets:
@@ -135,12 +128,6 @@ def predicted_relation_keys(
     return keys
 
 
-def _prf(pred: set, gold: set, score: PRFScore) -> None:
-    score.tp += len(pred & gold)
-    score.fp += len(pred - gold)
-    score.fn += len(gold - pred)
-
-
 def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
     """BioRED document-level relation scores in the three settings."""
     pair, typed, novelty = PRFScore(), PRFScore(), PRFScore()
@@ -149,21 +136,23 @@ def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
     for eg in examples:
         predicts_novelty |= any(r.novel is not None for r in eg.predicted._.relations)
         gold = gold_relation_keys(eg.reference)
-        pred = predicted_relation_keys(eg.predicted, _concept_map(eg.predicted, eg.reference), gold)
-        _prf({k[0] for k in pred}, {k[0] for k in gold}, pair)
-        _prf({k[:2] for k in pred}, {k[:2] for k in gold}, typed)
-        _prf(pred, gold, novelty)
+        pred = predicted_relation_keys(
+            eg.predicted, match_concepts(eg.predicted, eg.reference), gold
+        )
+        count_prf({k[0] for k in pred}, {k[0] for k in gold}, pair)
+        count_prf({k[:2] for k in pred}, {k[:2] for k in gold}, typed)
+        count_prf(pred, gold, novelty)
         for label in {k[1] for k in pred | gold}:
-            _prf(
+            count_prf(
                 {k[:2] for k in pred if k[1] == label},
                 {k[:2] for k in gold if k[1] == label},
                 per_type[label],
             )
-    out: dict[str, Any] = {}
-    for prefix, score in (("rel_pair", pair), ("rel_micro", typed), ("rel_novelty", novelty)):
-        out[f"{prefix}_p"] = score.precision
-        out[f"{prefix}_r"] = score.recall
-        out[f"{prefix}_f"] = score.fscore
+    out: dict[str, Any] = {
+        **prf_keys("rel_pair", pair),
+        **prf_keys("rel_micro", typed),
+        **prf_keys("rel_novelty", novelty),
+    }
     if not predicts_novelty:
         # A system that does not predict novelty has no novelty score (not zero).
         out.update(rel_novelty_p=None, rel_novelty_r=None, rel_novelty_f=None)
@@ -177,7 +166,70 @@ def score_bio(examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
     return {**score_entities(examples), **score_relations(examples)}
 
 
+def pair_assignments(
+    examples: Iterable[Example],
+) -> tuple[list[tuple[Hashable, str]], list[tuple[Hashable, str]]]:
+    """Gold and predicted `((example index, concept pair), label)` of pair documents;
+    negative gold pairs are left out (they are never scored)."""
+    gold: list[tuple[Hashable, str]] = []
+    pred: list[tuple[Hashable, str]] = []
+    for i, eg in enumerate(examples):
+        gold_keys = gold_relation_keys(eg.reference)
+        concept_map = match_concepts(eg.predicted, eg.reference)
+        gold += [((i, pair), label) for pair, label, _ in gold_keys]
+        pred += [
+            ((i, pair), label)
+            for pair, label, _ in predicted_relation_keys(eg.predicted, concept_map, gold_keys)
+        ]
+    return gold, pred
+
+
+def score_pairs(examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
+    """Pair-classification scores (``pair_p``, ``pair_r``, ``pair_f``, ``pair_per_type``)."""
+    gold, pred = pair_assignments(examples)
+    return positive_label_scores(gold, pred, "pair")
+
+
+def gold_answer(doc: Doc) -> str | None:
+    """A QA document's gold answer: ``user_data["answer"]``, else the one-hot cats."""
+    answer = doc.user_data.get(qa.ANSWER_KEY)
+    if answer in QA_ANSWERS:
+        return answer
+    return predicted_answer(doc)
+
+
+def predicted_answer(doc: Doc) -> str | None:
+    """The highest-scoring answer in ``doc.cats`` (None when no answer scores above 0)."""
+    scores = {a: float(doc.cats.get(a, 0.0)) for a in QA_ANSWERS}
+    best = max(QA_ANSWERS, key=lambda a: scores[a])
+    return best if scores[best] > 0.0 else None
+
+
+def score_qa(examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
+    """QA accuracy and macro-F1 (``qa_acc``, ``qa_macro_f``, ``qa_per_type``); documents
+    without a gold answer (PQA-U) are not scored."""
+    pairs = []
+    for eg in examples:
+        gold = gold_answer(eg.reference)
+        if gold is not None:
+            pairs.append((gold, predicted_answer(eg.predicted)))
+    return choice_scores(pairs, "qa")
+
+
 @registry.scorers("spacy_bioreama.bio_scorer.v1")
 def make_bio_scorer():
-    """Registered scorer factory used by the component's default config."""
+    """Registered scorer for BioRED-style documents (NER + RE); the component's
+    default (`bio_relation_llm`'s `scorer` setting)."""
     return score_bio
+
+
+@registry.scorers("spacy_bioreama.pair_scorer.v1")
+def make_pair_scorer():
+    """Registered scorer for GAD / EU-ADR / ChemProt / DDI documents."""
+    return score_pairs
+
+
+@registry.scorers("spacy_bioreama.qa_scorer.v1")
+def make_qa_scorer():
+    """Registered scorer for PubMedQA documents."""
+    return score_qa

@@ -10,11 +10,18 @@ for the protocol types stays cheap.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backend import ChatPrompt, Generation, GenerationBackend
+from .backend import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_PROMPT_TOKENS,
+    ChatPrompt,
+    Generation,
+    GenerationBackend,
+)
 from .embedded import (
     EMBEDDED_MODEL_NAME,
     EmbeddedModelNotInstalled,
@@ -28,8 +35,6 @@ if TYPE_CHECKING:
     from .hf import HFBackend
 
 DEFAULT_MODEL = "default"
-DEFAULT_MAX_PROMPT_TOKENS = 2048
-DEFAULT_BATCH_SIZE = 8
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path | str:
@@ -88,16 +93,30 @@ def load_backend(
     )
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy exports of the torch-dependent classes.
-    if name in {"HFBackend", "ChoiceGeneration", "GenerationStats", "PromptTooLongError"}:
-        from . import hf
+# The torch-dependent names, imported on first use: name -> submodule that defines it.
+_LAZY = {
+    "HFBackend": "hf",
+    "ChoiceGeneration": "choices",
+    "LineEnder": "greedy",
+    "GenerationStats": "hf_loading",
+    "PLAIN_PROMPT_FORMAT": "hf_loading",
+    "PromptTooLongError": "hf_loading",
+    "resolve_device": "hf_loading",
+    "resolve_dtype": "hf_loading",
+}
 
-        return getattr(hf, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    """Lazy exports of the torch-dependent names (see `_LAZY`)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MAX_PROMPT_TOKENS",
     "DEFAULT_MODEL",
     "EMBEDDED_MODEL_NAME",
     "ChatPrompt",
@@ -107,11 +126,15 @@ __all__ = [
     "GenerationBackend",
     "GenerationStats",
     "HFBackend",
+    "LineEnder",
+    "PLAIN_PROMPT_FORMAT",
     "PromptTooLongError",
     "cache_dir",
     "embedded_model_dir",
     "find_gguf",
     "is_embedded_name",
     "load_backend",
+    "resolve_device",
+    "resolve_dtype",
     "resolve_model",
 ]

@@ -12,6 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+# Defaults a backend is built with (`load_backend`, `HFBackend`); defined here, in the
+# torch-free protocol module, so that `spacy_bioreama.models` can name them cheaply.
+DEFAULT_MAX_PROMPT_TOKENS = 2048
+DEFAULT_BATCH_SIZE = 8
+
 
 @dataclass(frozen=True)
 class ChatPrompt:

@@ -9,6 +9,7 @@ in the text is dropped and counted in `component.stats`, never raised and never 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -32,10 +33,9 @@ from ..annotations.spans import set_entities
 from ..models.backend import Generation, GenerationBackend, LineGuard
 from ..tasks import ner
 from ..tasks import relation as re_task
+from ..tasks.names import TASK_ENTITIES, TASK_RELATIONS
 from ..tasks.windows import split_windows
 
-TASK_ENTITIES = "entities"
-TASK_RELATIONS = "relations"
 ADAPTER_DIR = "adapter"
 SETTINGS_FILE = "settings.json"
 # Prompt tokens kept free for the instruction, chat template and entity names, on top
@@ -59,6 +59,62 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "device": "auto",
     "scorer": {"@scorers": BIO_SCORER},
 }
+
+
+# Settings `configure` may change on a built or loaded component (the backend's model,
+# adapter and device are fixed once the component exists).
+CONFIGURABLE = (
+    "tasks",
+    "entity_labels",
+    "relation_labels",
+    "relation_type_pairs",
+    "batch_size",
+    "max_new_tokens",
+    "max_prompt_tokens",
+    "max_pairs_per_window",
+    "relation_threshold",
+    "none_threshold",
+)
+_LIST_SETTINGS = {"tasks", "entity_labels", "relation_labels", "relation_type_pairs"}
+
+
+def validate_settings(
+    *,
+    tasks: Sequence[str],
+    entity_labels: Sequence[str],
+    relation_labels: Sequence[str],
+    batch_size: int,
+    max_new_tokens: int,
+    max_prompt_tokens: int,
+    none_threshold: float | None,
+) -> None:
+    """Raise a ValueError naming the field when component settings cannot work. The one
+    check for the factory (`__init__`) and for `configure` on a loaded pipeline, so a
+    command-line override is held to the same ranges as a config file."""
+    unknown = set(tasks) - {TASK_ENTITIES, TASK_RELATIONS}
+    if unknown or not tasks:
+        raise ValueError(
+            f"bio_relation_llm: tasks must be a non-empty subset of "
+            f"['{TASK_ENTITIES}', '{TASK_RELATIONS}'], got {list(tasks)}"
+        )
+    if TASK_ENTITIES in tasks and not entity_labels:
+        raise ValueError("bio_relation_llm: entity_labels is empty")
+    if TASK_RELATIONS in tasks and not relation_labels:
+        raise ValueError("bio_relation_llm: relation_labels is empty")
+    for value, field in ((batch_size, "batch_size"), (max_new_tokens, "max_new_tokens")):
+        if value < 1:
+            raise ValueError(f"bio_relation_llm: {field} must be >= 1, got {value}")
+    if max_prompt_tokens < 2 * PROMPT_MARGIN_TOKENS:
+        raise ValueError(
+            f"bio_relation_llm: max_prompt_tokens must be >= {2 * PROMPT_MARGIN_TOKENS}"
+        )
+    if none_threshold is not None and not 0.0 < none_threshold <= 1.0:
+        raise ValueError(
+            f"bio_relation_llm: none_threshold must be in (0, 1] or null, got {none_threshold}"
+        )
+
+
+_VALIDATED = frozenset(inspect.signature(validate_settings).parameters)
 
 
 @Language.factory(
@@ -141,23 +197,15 @@ class BioRelationLLM:
         scorer: Callable[..., dict[str, Any]] | None = None,
         backend: GenerationBackend | None = None,
     ) -> None:
-        unknown = set(tasks) - {TASK_ENTITIES, TASK_RELATIONS}
-        if unknown or not tasks:
-            raise ValueError(
-                f"bio_relation_llm: tasks must be a non-empty subset of "
-                f"['{TASK_ENTITIES}', '{TASK_RELATIONS}'], got {list(tasks)}"
-            )
-        if TASK_ENTITIES in tasks and not entity_labels:
-            raise ValueError("bio_relation_llm: entity_labels is empty")
-        if TASK_RELATIONS in tasks and not relation_labels:
-            raise ValueError("bio_relation_llm: relation_labels is empty")
-        for value, field in ((batch_size, "batch_size"), (max_new_tokens, "max_new_tokens")):
-            if value < 1:
-                raise ValueError(f"bio_relation_llm: {field} must be >= 1, got {value}")
-        if max_prompt_tokens < 2 * PROMPT_MARGIN_TOKENS:
-            raise ValueError(
-                f"bio_relation_llm: max_prompt_tokens must be >= {2 * PROMPT_MARGIN_TOKENS}"
-            )
+        validate_settings(
+            tasks=tasks,
+            entity_labels=entity_labels,
+            relation_labels=relation_labels,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            max_prompt_tokens=max_prompt_tokens,
+            none_threshold=none_threshold,
+        )
         self.nlp = nlp
         self.name = name
         self.model = model
@@ -171,10 +219,6 @@ class BioRelationLLM:
         self.max_new_tokens = max_new_tokens
         self.max_prompt_tokens = max_prompt_tokens
         self.max_pairs_per_window = max_pairs_per_window
-        if none_threshold is not None and not 0.0 < none_threshold <= 1.0:
-            raise ValueError(
-                f"bio_relation_llm: none_threshold must be in (0, 1] or null, got {none_threshold}"
-            )
         self.relation_threshold = relation_threshold
         self.none_threshold = none_threshold
         self.device = device
@@ -185,6 +229,23 @@ class BioRelationLLM:
         self._window_budget: int | None = None
         self._warned_type_pairs = False
         self.stats: Counter[str] = Counter()
+
+    def configure(self, **settings: Any) -> BioRelationLLM:
+        """Change settings of a built or loaded component (e.g. a saved pipeline run
+        with `--none-threshold`), validated by the same `validate_settings` as the
+        factory; only names in `CONFIGURABLE`. Returns the component."""
+        unknown = sorted(set(settings) - set(CONFIGURABLE))
+        if unknown:
+            raise ValueError(
+                f"bio_relation_llm: cannot configure {unknown}; settings: {list(CONFIGURABLE)}"
+            )
+        merged = {key: getattr(self, key) for key in CONFIGURABLE} | settings
+        validate_settings(**{k: v for k, v in merged.items() if k in _VALIDATED})
+        for key, value in settings.items():
+            setattr(self, key, list(value) if key in _LIST_SETTINGS else value)
+        self._allowed_pairs = re_task.parse_type_pairs(self.relation_type_pairs)
+        self._window_budget = None  # the prompt overhead depends on tasks and limits
+        return self
 
     # -- backend ---------------------------------------------------------------------
     @property
@@ -226,6 +287,7 @@ class BioRelationLLM:
 
     # -- processing ------------------------------------------------------------------
     def __call__(self, doc: Doc) -> Doc:
+        """Annotate one document (see `pipe`)."""
         return next(iter(self.pipe([doc], batch_size=1)))
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int | None = None) -> Iterator[Doc]:

@@ -52,6 +52,7 @@ class SpacyLLMModel:
 
     @property
     def backend(self) -> GenerationBackend:
+        """The generation backend, loaded on first use."""
         if self._backend is None:
             self._backend = self._backend_factory()
         return self._backend
@@ -129,13 +130,16 @@ class NERTask:
 
     @property
     def labels(self) -> tuple[str, ...]:
+        """The labels the task asks for (what the `llm` pipe reports as its labels)."""
         return self._labels
 
     def generate_prompts(self, docs: Iterable[Doc]) -> Iterable[TaskExample]:
+        """One NER prompt per document (the whole text)."""
         for doc in docs:
             yield ner.build_example(doc, self._labels)
 
     def parse_responses(self, docs: Iterable[Doc], responses: Iterable[str]) -> Iterable[Doc]:
+        """Parse each answer's typed spans, ground them in the text and set the entities."""
         for doc, response in zip(docs, responses, strict=True):
             parsed = ner.parse_answer(str(_first(response)), self._labels)
             mentions = ner.ground(doc.text, parsed.mentions, (0, len(doc.text)), self.stats)
@@ -157,6 +161,7 @@ class RELTask:
 
     @property
     def labels(self) -> tuple[str, ...]:
+        """The labels the task asks for (what the `llm` pipe reports as its labels)."""
         return self._labels
 
     def _examples(self, doc: Doc) -> list[TaskExample]:
@@ -164,10 +169,14 @@ class RELTask:
         return [re_task.build_example(doc, h, t, self._labels) for h, t in pairs[: self.max_pairs]]
 
     def generate_prompts(self, docs: Iterable[Doc]) -> Iterable[list[TaskExample]]:
+        """One prompt per allowed candidate concept pair of each document (at most
+        `max_pairs`)."""
         for doc in docs:
             yield self._examples(doc)
 
     def parse_responses(self, docs: Iterable[Doc], responses: Iterable[str]) -> Iterable[Doc]:
+        """Set `doc._.relations` from the pair answers (None and unparseable answers
+        dropped, the latter counted in `stats`)."""
         for doc, response in zip(docs, responses, strict=True):
             answers = _first(response) if isinstance(response, list | tuple) else []
             rels = []
@@ -193,6 +202,7 @@ class RELTask:
 
 @registry.llm_tasks("spacy_bioreama.NER.v1")
 def make_ner_task(labels: list[str] = list(BIORED_ENTITY_LABELS)) -> NERTask:  # noqa: B006
+    """spacy-llm task `spacy_bioreama.NER.v1`: our NER prompt and parser for `labels`."""
     return NERTask(labels)
 
 
@@ -202,6 +212,9 @@ def make_rel_task(
     type_pairs: list[str] = list(BIORED_TYPE_PAIRS),  # noqa: B006
     max_pairs: int = 100,
 ) -> RELTask:
+    """spacy-llm task `spacy_bioreama.REL.v1`: our pair prompt over the entities in
+    `doc.ents`, `labels` as the answer choices, candidate pairs limited to `type_pairs`
+    (``"LabelA|LabelB"``; empty = every pair) and at most `max_pairs` per document."""
     return RELTask(labels, type_pairs, max_pairs)
 
 

@@ -19,11 +19,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
+from spacy.vocab import Vocab
 
+from ..annotations.labels import BIORED_ENTITY_LABELS
 from ..annotations.spans import all_mentions, normalise_concept, split_tokens_at
 from .base import TaskExample, pick_instruction
+from .names import NER
+from .units import (
+    FixedPick,
+    SourceLike,
+    SourcePlan,
+    Unit,
+    UnitContext,
+    UnitTask,
+    ordered_labels,
+    window_suffix,
+)
 
-TASK_NAME = "ner"
+TASK_NAME = NER
 SEPARATOR = " ... "
 EMPTY = "None"
 
@@ -206,3 +219,61 @@ def place_mentions(doc: Doc, mentions: Iterable[tuple[int, int, str]]) -> tuple[
                 Span(doc, span.start, span.end, label=label, kb_id=normalise_concept(span.text))
             )
     return doc, spans
+
+
+# -- instruction-dataset units: one per document, or per window of a long one ----------
+
+
+def plan_source(train: Sequence[Doc], source: SourceLike, where: str) -> SourcePlan:
+    """The entity types to ask for: the configured ``labels``, else the types the train
+    split annotates (BioRED's order first)."""
+    labels = source.labels or ordered_labels(
+        (s.label_ for doc in train for s in all_mentions(doc)), BIORED_ENTITY_LABELS
+    )
+    if not labels:
+        raise ValueError(f"{where} labels: the train split has no entity mentions")
+    return SourcePlan(tuple(labels), {"labels": list(labels)})
+
+
+def make_units(doc: Doc, doc_id: str, source: SourceLike, context: UnitContext) -> list[Unit]:
+    """The NER units of `doc`: the whole document, or the windows that make its longest
+    prompt plus answer fit `max_length`."""
+    labels = context.labels
+    index = context.longest_template(
+        "ner/" + ",".join(labels),
+        INSTRUCTIONS,
+        lambda r: build_example(Doc(Vocab()), labels, rng=r),
+    )
+
+    def worst(window: tuple[int, int]) -> int:
+        ex = build_example(doc, labels, window, with_target=True, rng=FixedPick(index))
+        return context.measure.prompt(ex) + context.measure.answer(ex.output)
+
+    windows = context.fit_windows(doc, worst)
+    units = [
+        Unit(
+            f"{source.name}/{doc_id}" + window_suffix(k, windows),
+            None,
+            lambda rng, window=window: build_example(
+                doc, labels, window, with_target=True, rng=rng
+            ),
+        )
+        for k, window in enumerate(windows)
+    ]
+    context.stats["windows"] += len(windows)
+    return units
+
+
+def _answer_types(answer: str, labels: Sequence[str]) -> list[str]:
+    return [label for label, _form in parse_answer(answer, labels).mentions]
+
+
+UNITS = UnitTask(
+    NER,
+    plan_source,
+    make_units,
+    options=frozenset({"labels"}),
+    windowed=True,
+    tally=_answer_types,
+    tally_name="ner (entity forms)",
+)

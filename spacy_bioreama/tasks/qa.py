@@ -15,13 +15,17 @@ The same module renders gold targets for training and parses model answers.
 from __future__ import annotations
 
 import random
-import re
+from collections.abc import Sequence
 
 from spacy.tokens import Doc
 
+from ..annotations.doc_ids import DOC_ID_KEY
+from .answers import parse_choice
 from .base import TaskExample, pick_instruction
+from .names import QA
+from .units import SourceLike, SourcePlan, Unit, UnitContext, UnitTask
 
-TASK_NAME = "qa"
+TASK_NAME = QA
 CHOICES = ("yes", "no", "maybe")
 QUESTION_KEY = "question"
 ANSWER_KEY = "answer"
@@ -38,8 +42,6 @@ INSTRUCTIONS = (
     "Does the context support the question's claim? Answer 'yes', 'no', or 'maybe' when "
     "the evidence is inconclusive. Possible answers: {choices}.",
 )
-
-_LEADING_WORD = re.compile(r"^\W*([A-Za-z]+)\b")
 
 
 def build_example(
@@ -68,23 +70,37 @@ def build_example(
         input=f"Question: {question.strip()}\n\nContext: {doc.text}",
         output=target,
         choices=CHOICES,
-        meta={"doc_id": doc.user_data.get("doc_id")},
+        meta={"doc_id": doc.user_data.get(DOC_ID_KEY)},
     )
 
 
 def parse_answer(answer: str) -> str | None:
     """The choice in an answer (last non-empty line, optional 'Answer:' prefix, any
-    case, trailing punctuation ignored; else the line's leading word), or None."""
-    lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
-    if not lines:
-        return None
-    last = lines[-1]
-    if last.lower().startswith("answer:"):
-        last = last[len("answer:") :].strip()
-    value = last.strip(" .!'\"`").lower()
-    if value in CHOICES:
-        return value
-    match = _LEADING_WORD.match(last)
-    if match and match.group(1).lower() in CHOICES:
-        return match.group(1).lower()
-    return None
+    case, trailing punctuation ignored; else the line's leading word), or None
+    (`answers.parse_choice`)."""
+    return parse_choice(answer, CHOICES, leading_word=True)
+
+
+# -- instruction-dataset units: one per document with a question and an answer --------
+
+
+def plan_source(train: Sequence[Doc], source: SourceLike, where: str) -> SourcePlan:
+    """QA has no labels to derive: the choices are fixed."""
+    return SourcePlan((), {"choices": list(CHOICES)})
+
+
+def make_units(doc: Doc, doc_id: str, source: SourceLike, context: UnitContext) -> list[Unit]:
+    """The QA unit of `doc`, none (counted) when it lacks a question or an answer."""
+    answer = doc.user_data.get(ANSWER_KEY)
+    question = doc.user_data.get(QUESTION_KEY)
+    if answer not in CHOICES or not isinstance(question, str) or not question.strip():
+        context.stats["docs_without_question_or_answer"] += 1
+        return []
+
+    def make(rng: random.Random | None) -> TaskExample:
+        return build_example(doc, with_target=True, rng=rng)
+
+    return [Unit(f"{source.name}/{doc_id}", answer, make)]
+
+
+UNITS = UnitTask(QA, plan_source, make_units)

@@ -20,16 +20,31 @@ window share the same text prefix.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from spacy.tokens import Doc, Span
+from spacy.vocab import Vocab
 
-from ..annotations.labels import NEGATIVE_RELATION_LABELS
+from ..annotations.labels import BIORED_RELATION_LABELS, NEGATIVE_RELATION_LABELS
 from ..annotations.spans import all_mentions, concept_ids, split_concept_ids
+from .answers import ANSWER_PREFIX, parse_choice
 from .base import TaskExample, pick_instruction
+from .names import RE
+from .units import (
+    FixedPick,
+    SourceLike,
+    SourcePlan,
+    Unit,
+    UnitContext,
+    UnitTask,
+    ordered_labels,
+    window_suffix,
+)
+from .windows import sentence_ranges
 
-TASK_NAME = "re"
+TASK_NAME = RE
 NO_RELATION = "None"
 
 INSTRUCTIONS = (
@@ -165,17 +180,10 @@ def gold_label(doc: Doc, head: Concept, tail: Concept) -> str:
 
 
 def parse_answer(answer: str, labels: Sequence[str]) -> str | None:
-    """The label in an answer (last non-empty line, optional 'Answer:' prefix, any case).
-    Returns NO_RELATION for a negative answer and None when nothing matches."""
-    lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
-    if not lines:
-        return None
-    last = lines[-1]
-    if last.lower().startswith("answer:"):
-        last = last[len("answer:") :].strip()
-    last = last.strip(" .'\"`")
-    by_lower = {label.lower(): label for label in answer_choices(labels)}
-    return by_lower.get(last.lower())
+    """The label in an answer (last non-empty line, optional 'Answer:' prefix, any case;
+    `answers.parse_choice`). Returns NO_RELATION for a negative answer and None when
+    nothing matches."""
+    return parse_choice(answer, answer_choices(labels))
 
 
 def decide(
@@ -204,7 +212,6 @@ def decide(
 # -- training-data helpers: rationales (REaMA chain of thought) and negative sampling --
 
 EVIDENCE_PREFIX = "Evidence:"
-ANSWER_PREFIX = "Answer:"
 NO_EVIDENCE = "none"
 
 
@@ -242,10 +249,8 @@ def evidence_sentences(
     mentioning the tail (one range when they coincide). Empty when a concept has no
     mention in the window. Sentences come from `doc.sents` when the Doc has sentence
     boundaries, else from the punctuation rule `split_windows` uses, clipped to `window`."""
-    from .windows import _sentence_ranges
-
     start, end = window if window is not None else (0, len(doc.text))
-    sentences = [(max(a, start), min(b, end)) for a, b in _sentence_ranges(doc)]
+    sentences = [(max(a, start), min(b, end)) for a, b in sentence_ranges(doc)]
     sentences = [(a, b) for a, b in sentences if a < b]
     heads = concept_mentions(doc, head, (start, end))
     tails = concept_mentions(doc, tail, (start, end))
@@ -306,3 +311,158 @@ def sample_negatives(
         raise ValueError(f"negative ratio must be >= 0 or None, got {ratio}")
     want = min(len(negatives), round(ratio * n_positive))
     return sorted(rng.sample(range(len(negatives)), want))
+
+
+# -- instruction-dataset units: one per candidate concept pair of each window ---------
+
+
+def train_type_pairs(docs: Iterable[Doc]) -> tuple[Counter, int]:
+    """Entity type pairs of the positive relations (unordered, "A|B"), counted over the
+    concept pairs `gold_label` labels positive; and how many positive relations no
+    concept pair covers."""
+    pairs: Counter = Counter()
+    uncovered = 0
+    for doc in docs:
+        positives = [r for r in doc._.relations if r.label not in NEGATIVE_RELATION_LABELS]
+        if not positives:
+            continue
+        covered = set()
+        for head, tail in candidate_pairs(collect_concepts(doc), set()):
+            if gold_label(doc, head, tail) != NO_RELATION:
+                pairs["|".join(sorted((head.label, tail.label)))] += 1
+                covered.add(frozenset((head.concept_id, tail.concept_id)))
+        uncovered += sum(1 for r in positives if frozenset((r.head_id, r.tail_id)) not in covered)
+    return pairs, uncovered
+
+
+def plan_source(train: Sequence[Doc], source: SourceLike, where: str) -> SourcePlan:
+    """Candidate type pairs (the configured ``type_pairs``, else those of the train
+    split's positive relations, most frequent first) and the relation labels (the
+    configured ``labels``, else the train split's, through ``label_map``)."""
+    found, uncovered = train_type_pairs(train)
+    counts = dict(sorted(found.items(), key=lambda kv: (-kv[1], kv[0])))
+    if source.type_pairs is not None:
+        type_pairs = list(source.type_pairs)
+    else:
+        type_pairs = list(counts)
+        if not type_pairs:
+            raise ValueError(
+                f"{where}: the train split has no positive relation between two "
+                "annotated concepts, so no type pairs can be derived; set type_pairs"
+            )
+    label_map = source.label_map or {}
+    seen_labels = {
+        label_map.get(r.label, r.label)
+        for d in train
+        for r in d._.relations
+        if r.label not in NEGATIVE_RELATION_LABELS
+    } - {NO_RELATION}
+    labels = source.labels or ordered_labels(seen_labels, BIORED_RELATION_LABELS)
+    info = {
+        "labels": list(labels),
+        "label_map": source.label_map,
+        "type_pairs": type_pairs,
+        "type_pair_counts": counts,
+        "train_positive_relations_without_concept_pair": uncovered,
+    }
+    return SourcePlan(tuple(labels), info, parse_type_pairs(type_pairs))
+
+
+def unit_maker(
+    doc: Doc,
+    head: Concept,
+    tail: Concept,
+    window: tuple[int, int] | None,
+    label: str,
+    context: UnitContext,
+    task: str = TASK_NAME,
+) -> Callable[[random.Random | None], TaskExample]:
+    """The `Unit.make` of a pair example answered `label` (a rationale target when the
+    context asks for one); `task` names the family in the record (``pair`` corpora use
+    the same prompts)."""
+    answer = label
+    if context.rationale:
+        answer = render_rationale(
+            doc,
+            head,
+            tail,
+            label,
+            window,
+            max_sentences=context.rationale_max_sentences,
+            quote_negatives=context.quote_negatives,
+        )
+
+    def make(rng: random.Random | None) -> TaskExample:
+        ex = build_example(doc, head, tail, context.labels, window, target=answer, rng=rng)
+        return ex if task == ex.task else replace(ex, task=task)
+
+    return make
+
+
+def _worst_length(doc: Doc, window: tuple[int, int], index: int, context: UnitContext) -> int:
+    """The longest prompt plus answer of any pair example of `window` (0: no pair)."""
+    pairs = candidate_pairs(collect_concepts(doc, window), context.plan.allowed)
+    if not pairs:
+        return 0
+    head, tail = max(pairs, key=lambda p: len(p[0].name) + len(p[1].name))
+    ex = build_example(doc, head, tail, context.labels, window, rng=FixedPick(index))
+    answer = context.measure.answer(max(answer_choices(context.labels), key=len))
+    if context.rationale:
+        sentences = sorted(
+            (
+                context.measure.text(doc.text[a:b])
+                for a, b in sentence_ranges(doc)
+                if a < window[1] and window[0] < b
+            ),
+            reverse=True,
+        )
+        answer += sum(sentences[: context.rationale_max_sentences]) + 8
+    return context.measure.prompt(ex) + answer
+
+
+def make_units(doc: Doc, doc_id: str, source: SourceLike, context: UnitContext) -> list[Unit]:
+    """One unit per candidate concept pair of each window of `doc` (windows sized so
+    that the longest pair prompt fits), answered by `gold_label` through
+    ``label_map``; a gold label outside the source's labels is dropped and counted."""
+    labels = context.labels
+    nobody = Concept("", "", "", (0, 0))
+    index = context.longest_template(
+        "re/" + ",".join(labels),
+        INSTRUCTIONS,
+        lambda r: build_example(Doc(Vocab()), nobody, nobody, labels, rng=r),
+    )
+    windows = context.fit_windows(doc, lambda window: _worst_length(doc, window, index, context))
+    context.stats["windows"] += len(windows)
+    units = []
+    for k, window in enumerate(windows):
+        for head, tail in candidate_pairs(collect_concepts(doc, window), context.plan.allowed):
+            label = gold_label(doc, head, tail)
+            if source.label_map is not None:
+                label = source.label_map.get(label, label)
+            if label != NO_RELATION and label not in labels:
+                context.stats["pairs_with_label_outside_labels_dropped"] += 1
+                continue
+            uid = f"{source.name}/{doc_id}/{head.concept_id}/{tail.concept_id}"
+            units.append(
+                Unit(
+                    uid + window_suffix(k, windows),
+                    label,
+                    unit_maker(doc, head, tail, window, label, context),
+                    negative=label == NO_RELATION,
+                )
+            )
+    # positives this split's docs hold, whether or not a candidate pair covers them
+    context.stats["gold_relations"] += sum(
+        1 for r in doc._.relations if r.label not in NEGATIVE_RELATION_LABELS
+    )
+    return units
+
+
+UNITS = UnitTask(
+    RE,
+    plan_source,
+    make_units,
+    options=frozenset({"labels", "label_map", "negative_ratio", "type_pairs", "rationale"}),
+    negatives="global",
+    windowed=True,
+)

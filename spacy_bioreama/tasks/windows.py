@@ -16,7 +16,10 @@ from spacy.tokens import Doc
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|\n+")
 
 
-def _sentence_ranges(doc: Doc) -> list[tuple[int, int]]:
+def sentence_ranges(doc: Doc) -> list[tuple[int, int]]:
+    """Character ranges of the sentences of `doc`: `doc.sents` when the Doc has sentence
+    boundaries, else split after ``. ! ?`` followed by a space and at line breaks
+    (blank ranges left out)."""
     if doc.has_annotation("SENT_START"):
         return [(s.start_char, s.end_char) for s in doc.sents]
     ranges, start = [], 0
@@ -61,7 +64,7 @@ def split_windows(
     windows: list[tuple[int, int]] = []
     cur_start = cur_end = None
     cur_tokens = 0
-    for s_start, s_end in _sentence_ranges(doc):
+    for s_start, s_end in sentence_ranges(doc):
         n = count_tokens(doc.text[s_start:s_end])
         if n > budget:
             if cur_start is not None:

@@ -1,2 +1,3 @@
-"""Small helpers with no biomedical meaning (JSON Lines input, atomic files, resource
-figures, number formatting, the recorded command line). Imports nothing else of ours."""
+"""Small helpers with no biomedical meaning: JSON Lines input, atomic files and hashes,
+config settings validation (pydantic schemas, overrides), resource figures, number
+formatting and the recorded command line. Imports nothing else of ours."""
