@@ -1,6 +1,8 @@
 """spacy-bioreama: instruction-tuned causal LLMs (LoRA) for biomedical IE in spaCy."""
 
-from .annotations.relations import Relation, register_extensions
-
 __version__ = "0.1.0"
+
+from .annotations.relations import Relation, register_extensions  # noqa: E402
+from .evaluation import scorers as _scorers  # noqa: E402, F401  (registers the spaCy scorers)
+
 __all__ = ["Relation", "register_extensions", "__version__"]

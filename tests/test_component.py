@@ -297,6 +297,10 @@ def test_configure_validates_like_the_factory(tiny_model_dir):
         component.configure(max_prompt_tokens=10)
     with pytest.raises(ValueError, match="device"):
         component.configure(device="cuda")  # not a setting configure may change
+    with pytest.raises(ValueError):
+        component.configure(relation_type_pairs=["nonsense"], none_threshold=0.9)
+    assert component.none_threshold == 0.5  # all or nothing, type pairs checked first
+    assert component.relation_type_pairs != ["nonsense"]
     component.configure(none_threshold=0.9, tasks=["relations"], max_pairs_per_window=5)
     assert component.none_threshold == 0.9 and component.tasks == ["relations"]
     assert component.max_pairs_per_window == 5

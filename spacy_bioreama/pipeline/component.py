@@ -223,7 +223,8 @@ class BioRelationLLM:
         self.none_threshold = none_threshold
         self.device = device
         # By registry name, not by import: the scorers live in evaluation/, above the
-        # pipeline, and reach spaCy's registry through the spacy_scorers entry point.
+        # pipeline. They are registered when `spacy_bioreama` is imported (its
+        # __init__) and, for spaCy, through the spacy_scorers entry point.
         self.scorer = scorer if scorer is not None else registry.scorers.get(BIO_SCORER)()
         self._backend = backend
         self._window_budget: int | None = None
@@ -241,9 +242,10 @@ class BioRelationLLM:
             )
         merged = {key: getattr(self, key) for key in CONFIGURABLE} | settings
         validate_settings(**{k: v for k, v in merged.items() if k in _VALIDATED})
+        allowed_pairs = re_task.parse_type_pairs(merged["relation_type_pairs"])  # may raise
         for key, value in settings.items():
             setattr(self, key, list(value) if key in _LIST_SETTINGS else value)
-        self._allowed_pairs = re_task.parse_type_pairs(self.relation_type_pairs)
+        self._allowed_pairs = allowed_pairs
         self._window_budget = None  # the prompt overhead depends on tasks and limits
         return self
 

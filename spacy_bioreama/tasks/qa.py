@@ -70,7 +70,7 @@ def build_example(
         input=f"Question: {question.strip()}\n\nContext: {doc.text}",
         output=target,
         choices=CHOICES,
-        meta={"doc_id": doc.user_data.get(DOC_ID_KEY)},
+        meta={DOC_ID_KEY: doc.user_data.get(DOC_ID_KEY)},
     )
 
 
