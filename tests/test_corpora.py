@@ -550,4 +550,6 @@ def test_convert_writes_docbin_and_report(tmp_path):
         "euadr",
         "chemprot",
         "pubmedqa",
+        "brat",
+        "jsonl",
     }

@@ -19,12 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 FLOORS = (
     ("util", "annotations"),
     ("models",),
-    ("corpora",),
+    ("corpora", "export"),
     ("tasks",),
     ("instructions",),
     ("training",),
     ("pipeline",),
-    ("evaluation",),
+    ("evaluation", "display"),
     ("cli",),
 )
 FLOOR_OF = {name: level for level, names in enumerate(FLOORS) for name in names}

@@ -8,7 +8,9 @@ only has to import them (no module imports back from here)."""
 # measuring commands.
 # isort: off
 from . import corpus, train, evaluate, package  # noqa: F401  (each registers its commands)
+from . import export  # noqa: F401  (corpus writers: export)
 from . import benchmark, results, scoring  # noqa: F401
+from . import visualize  # noqa: F401  (the relation view)
 
 # isort: on
 from ._util import app, main

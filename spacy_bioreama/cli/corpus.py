@@ -34,7 +34,8 @@ def convert(
         str,
         typer.Argument(
             metavar="FORMAT",
-            help="pubtator, ncbi-disease, bioc-xml, bioc-json, ddi, gad, euadr, chemprot, pubmedqa",
+            help="pubtator, ncbi-disease, bioc-xml, bioc-json, ddi, gad, euadr, chemprot, "
+            "pubmedqa, brat (a folder of .txt/.ann), jsonl",
         ),
     ],
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Corpus file or folder.")],

@@ -24,7 +24,9 @@ from spacy.tokens import Doc, DocBin
 
 from .base import CorpusFormatError, MakeDoc, PathArg, default_make_doc, split_concept_ids
 from .bioc_formats import read_bioc_json, read_bioc_xml
+from .brat import read_brat
 from .ddi import read_ddi
+from .jsonl import read_jsonl
 from .ncbi_disease import read_ncbi_disease
 from .pair_tsv import PAIR_SCHEMES, PairScheme, read_pair_tsv
 from .pubmedqa import read_pubmedqa
@@ -60,6 +62,8 @@ register_format("gad", partial(read_pair_tsv, scheme="gad"), "GAD masked TSV (BL
 register_format("euadr", partial(read_pair_tsv, scheme="euadr"), "EU-ADR masked TSV (BLURB)")
 register_format("chemprot", partial(read_pair_tsv, scheme="chemprot"), "ChemProt masked TSV (BLUE)")
 register_format("pubmedqa", read_pubmedqa, "PubMedQA JSON (PQA-L)")
+register_format("brat", read_brat, "brat standoff: a folder of .txt/.ann pairs")
+register_format("jsonl", read_jsonl, "JSON Lines document records (our export)")
 
 
 def get_reader(name: str) -> Reader:
@@ -127,7 +131,9 @@ __all__ = [
     "read",
     "read_bioc_json",
     "read_bioc_xml",
+    "read_brat",
     "read_ddi",
+    "read_jsonl",
     "read_ncbi_disease",
     "read_pair_tsv",
     "read_pubmedqa",

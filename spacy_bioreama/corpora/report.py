@@ -11,10 +11,12 @@ trailing spaces, a discontinuous entity kept as one covering span, a typeless DD
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 
+from ..annotations.relations import Relation
 from ..annotations.spans import OVERFLOW_KEY, all_mentions
 
 
@@ -40,15 +42,40 @@ class Issue:
         return f"{self.doc_id}{where}{what}: {self.reason}"
 
 
+@dataclass(kw_only=True)
+class AnnotationCounts:
+    """Documents, mentions per label and relations per label: what a reader placed or a
+    writer (`export/`) wrote, counted the same way on both sides of a round trip."""
+
+    documents: int = 0
+    mentions: Counter = field(default_factory=Counter)
+    relations: Counter = field(default_factory=Counter)
+
+    def count(self, mentions: Iterable[Span], relations: Iterable[Relation]) -> None:
+        """Count one document with its mentions and relations."""
+        self.documents += 1
+        for span in mentions:
+            self.mentions[span.label_] += 1
+        for rel in relations:
+            self.relations[rel.label] += 1
+
+    @property
+    def n_mentions(self) -> int:
+        """Mentions counted, all labels."""
+        return sum(self.mentions.values())
+
+    @property
+    def n_relations(self) -> int:
+        """Relations counted, all labels."""
+        return sum(self.relations.values())
+
+
 @dataclass
-class ConversionReport:
+class ConversionReport(AnnotationCounts):
     """Counts and problems of one conversion (one reader over one input)."""
 
     corpus_format: str = ""
     source: str = ""
-    documents: int = 0
-    mentions: Counter = field(default_factory=Counter)
-    relations: Counter = field(default_factory=Counter)
     overflow: int = 0
     doc_labels: Counter = field(default_factory=Counter)  # document-level labels (QA answers)
     unplaced: list[Issue] = field(default_factory=list)
@@ -58,13 +85,9 @@ class ConversionReport:
     def add_doc(self, doc: Doc) -> None:
         """Count a finished Doc: mentions (ents + overflow) per label, relations per
         label, overflow spans."""
-        self.documents += 1
-        for span in all_mentions(doc):
-            self.mentions[span.label_] += 1
+        self.count(all_mentions(doc), doc._.relations)
         if OVERFLOW_KEY in doc.spans:
             self.overflow += len(doc.spans[OVERFLOW_KEY])
-        for rel in doc._.relations:
-            self.relations[rel.label] += 1
 
     def unplaceable(
         self,
@@ -89,16 +112,6 @@ class ConversionReport:
         self.adjusted.append(Issue(str(doc_id), start, end, reason, annotation))
 
     # -- summaries -------------------------------------------------------------
-    @property
-    def n_mentions(self) -> int:
-        """Mentions placed, all labels."""
-        return sum(self.mentions.values())
-
-    @property
-    def n_relations(self) -> int:
-        """Relations placed, all labels."""
-        return sum(self.relations.values())
-
     def to_dict(self) -> dict:
         """A JSON-friendly summary (used by scripts and tests)."""
         return {
