@@ -93,15 +93,21 @@ def evaluate(
 
 
 def _on_gold_entities(nlp, component, gold, batch_size: int) -> dict[str, Any]:
-    """Relations predicted with the gold entities given: the `rel_*` scores and the run
-    summary (the component is switched to relations only)."""
+    """Relations predicted with the gold entities given: the `rel_*` scores, the run
+    summary and the calibration block (reliability, ECE, threshold sweep; see
+    evaluation/calibration.py). The component is switched to relations only."""
+    from ..evaluation.calibration import calibration
     from ..tasks.names import TASK_RELATIONS
 
-    component.configure(tasks=[TASK_RELATIONS])
+    component.configure(tasks=[TASK_RELATIONS], keep_pair_scores=True)
     component.stats.clear()
-    _, summary = run_pipeline(nlp, component, gold, batch_size, score=True)
+    predicted, summary = run_pipeline(nlp, component, gold, batch_size, score=True)
     scores = summary.pop("scores")
-    return {**{k: v for k, v in scores.items() if k.startswith("rel_")}, "run": summary}
+    out = {**{k: v for k, v in scores.items() if k.startswith("rel_")}, "run": summary}
+    block = calibration(predicted, gold, component.none_threshold)
+    if block is not None:
+        out["calibration"] = block
+    return out
 
 
 @app.command()

@@ -244,13 +244,23 @@ def results_command(
     benchmark: Annotated[
         Path, typer.Option(help="benchmark's JSON line (optional: skipped when absent).")
     ] = Path("metrics/benchmark.json"),
+    plots: Annotated[
+        bool,
+        typer.Option(
+            "--plots/--no-plots",
+            help="Also write PNG plots into a plots/ folder next to --output and embed them "
+            "(needs matplotlib: the `plots` extra).",
+        ),
+    ] = True,
 ) -> None:
     """Write docs/results.md from the metrics files: rows (a)-(e) on the same documents,
-    how each was made, throughput (if benchmarked) and published figures apart."""
+    plots (per-type F1; reliability and threshold sweep of the tuned row), how each was
+    made, throughput (if benchmarked) and published figures apart."""
     from dataclasses import replace
 
     from ..evaluation.results import (
         DEFAULT_ROWS,
+        PLOTS_DIR,
         MetricsFileMissing,
         MetricsMismatch,
         build_results,
@@ -264,8 +274,13 @@ def results_command(
         "spacy_llm": spacy_llm,
     }
     rows = tuple(replace(row, path=paths[row.key]) for row in DEFAULT_ROWS)
+    plots_dir = output.parent / PLOTS_DIR if plots else None
     try:
-        build_results(rows, output, command_line(), benchmark)
+        built = build_results(rows, output, command_line(), benchmark, plots_dir)
     except (MetricsFileMissing, MetricsMismatch, ValueError) as err:
         raise fail(err) from err
+    for warning in built.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {output}")
+    for path in built.plots:
+        typer.echo(f"wrote {path}")

@@ -10,7 +10,8 @@ in a separate, clearly marked block: they were not measured here.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,16 @@ COLUMNS = (
 )
 
 _STANDARD_META = ("model", "adapter", "data", "documents", "command")
+
+# The PNGs `results` writes into the plots folder, PLOTS_DIR next to the page.
+PLOTS_DIR = "plots"
+PLOT_FILES = {
+    "per_type": "per_type_f1.png",
+    "reliability": "reliability.png",
+    "sweep": "threshold_sweep.png",
+}
+CALIBRATION_PATH = "gold_entities/calibration"
+CALIBRATION_ROW = "tuned"  # the row whose calibration block is plotted
 
 
 class MetricsFileMissing(FileNotFoundError):
@@ -152,8 +163,10 @@ def render_results(
     command: str,
     benchmark: dict[str, Any] | None = None,
     benchmark_path: Path | None = None,
+    plots: list[str] | None = None,
 ) -> str:
-    """The markdown page: table, how each row was made, throughput, published figures."""
+    """The markdown page: table, plots (`plots`: the section's lines, None for no
+    section), how each row was made, throughput, published figures."""
     first_meta = loaded[0][1].get("meta", {}) if loaded else {}
     out = [
         "# Results: baselines side by side",
@@ -179,6 +192,8 @@ def render_results(
         cells = [percent(get_path(metrics, path), missing="") for _, path in COLUMNS]
         docs = get_path(metrics, "meta/documents")
         out.append(f"| {row.label} | " + " | ".join(cells) + f" | {docs} |")
+    if plots is not None:
+        out += ["", "## Plots", "", *plots]
     out += ["", "## How each row was made", ""]
     for row, metrics in loaded:
         meta = metrics.get("meta", {})
@@ -226,16 +241,115 @@ def render_results(
     return "\n".join(out)
 
 
+@dataclass
+class BuiltResults:
+    """What `build_results` wrote: the page, the PNGs, and warnings for the console."""
+
+    page: str
+    plots: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _image(title: str, path: Path, page_dir: Path, caption: str) -> list[str]:
+    """A markdown image linked relative to the page, with its one-line caption."""
+    link = Path(os.path.relpath(path, page_dir)).as_posix()
+    return [f"![{title}]({link})", "", f"*{caption}*", ""]
+
+
+def write_plots(
+    loaded: list[tuple[Row, dict[str, Any]]], plots_dir: Path, page_dir: Path
+) -> tuple[list[str], list[Path], list[str]]:
+    """Write the PNGs into `plots_dir`; return the lines of the page's Plots section,
+    the files written and the warnings (links relative to `page_dir`). Plots that cannot be
+    drawn (no matplotlib, no per-type scores, no calibration block) are left out, the
+    section says why, and a stale PNG of the same name is removed."""
+    from . import plots
+
+    if not plots.plots_available():
+        note = "matplotlib is not installed (`pip install 'spacy-bioreama[plots]'`): no plots."
+        return [f"No plots: {note}"], [], [note]
+    lines: list[str] = []
+    written: list[Path] = []
+    target = {key: plots_dir / name for key, name in PLOT_FILES.items()}
+    if plots.has_per_type(loaded):
+        written.append(plots.plot_per_type_f1(loaded, target["per_type"]))
+        lines += _image(
+            "Per-type F1 by system",
+            target["per_type"],
+            page_dir,
+            "Per-type F1 (%) of each row that records per-type scores: entity types (strict "
+            "mentions) and relation types (pair + type, gold entities).",
+        )
+    else:
+        lines += ["No row records per-type scores (`ents_per_type`, `rel_per_type`).", ""]
+    tuned = next(((r, m) for r, m in loaded if r.key == CALIBRATION_ROW), None)
+    calibration = get_path(tuned[1], CALIBRATION_PATH) if tuned else None
+    if calibration is None:
+        where = f"`{tuned[0].path}`" if tuned else "the tuned row"
+        lines.append(
+            f"No calibration plots: {where} has no `{CALIBRATION_PATH}` block; run "
+            "`evaluate` again to record calibration."
+        )
+    else:
+        lines += _calibration_images(plots, calibration, tuned[1], target, page_dir, written)
+    for path in target.values():  # a PNG not written this time would be stale
+        if path not in written and path.exists():
+            path.unlink()
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines, written, []
+
+
+def _calibration_images(
+    plots: Any,
+    calibration: dict[str, Any],
+    metrics: dict[str, Any],
+    target: dict[str, Path],
+    page_dir: Path,
+    written: list[Path],
+) -> list[str]:
+    """Write the reliability diagram and the threshold sweep; their section lines."""
+    threshold = plots.threshold_text(calibration)
+    written.append(plots.plot_reliability(calibration, target["reliability"]))
+    written.append(plots.plot_threshold_sweep(calibration, target["sweep"]))
+    point = plots.chosen_point(calibration)
+    f1 = point["f"] if point else get_path(metrics, "gold_entities/rel_micro_f")
+    return [
+        *_image(
+            "Reliability diagram",
+            target["reliability"],
+            page_dir,
+            "Reliability of the tuned adapter's relation scores (gold entities): "
+            f"ECE = {plots.ece_text(calibration)} over {calibration['predictions']} "
+            f"predictions at none_threshold {threshold}.",
+        ),
+        *_image(
+            "Threshold sweep",
+            target["sweep"],
+            page_dir,
+            "Relation P / R / F1 (pair + type, gold entities) of the tuned adapter against "
+            f"none_threshold; chosen threshold {threshold}, F1 {percent(f1)}.",
+        ),
+    ]
+
+
 def build_results(
     rows: tuple[Row, ...],
     output: Path,
     command: str,
     benchmark_path: Path,
-) -> str:
-    """Load, check and render the page, then write it to `output`."""
+    plots_dir: Path | None = None,
+) -> BuiltResults:
+    """Load, check and render the page, write the plots into `plots_dir` (None: no
+    plots, no Plots section), then write the page to `output`."""
     loaded = load_rows(rows)
     check_same_split(loaded)
-    page = render_results(loaded, command, read_benchmark(benchmark_path), benchmark_path)
+    section, written, warnings = None, [], []
+    if plots_dir is not None:
+        section, written, warnings = write_plots(loaded, plots_dir, output.parent)
+    page = render_results(
+        loaded, command, read_benchmark(benchmark_path), benchmark_path, plots=section
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(page, encoding="utf8")
-    return page
+    return BuiltResults(page, written, warnings)

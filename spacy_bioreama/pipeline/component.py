@@ -42,6 +42,9 @@ SETTINGS_FILE = "settings.json"
 # of the measured instruction length, when cutting documents into windows.
 PROMPT_MARGIN_TOKENS = 96
 BIO_SCORER = "spacy_bioreama.bio_scorer.v1"
+# doc.user_data key for every scored candidate pair (with `keep_pair_scores`): what
+# calibration and threshold sweeps need, since doc._.relations holds only the kept pairs.
+PAIR_SCORES_KEY = "bioreama_pair_scores"
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": "default",
@@ -57,6 +60,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "relation_threshold": 0.0,
     "none_threshold": 0.5,
     "device": "auto",
+    "keep_pair_scores": False,
     "scorer": {"@scorers": BIO_SCORER},
 }
 
@@ -74,6 +78,7 @@ CONFIGURABLE = (
     "max_pairs_per_window",
     "relation_threshold",
     "none_threshold",
+    "keep_pair_scores",
 )
 _LIST_SETTINGS = {"tasks", "entity_labels", "relation_labels", "relation_type_pairs"}
 
@@ -146,6 +151,7 @@ def make_bio_relation_llm(
     relation_threshold: float,
     none_threshold: float | None,
     device: str,
+    keep_pair_scores: bool,
     scorer: Callable[..., dict[str, Any]] | None,
 ) -> BioRelationLLM:
     """Factory registered as `bio_relation_llm` (also via the spacy_factories entry point)."""
@@ -165,6 +171,7 @@ def make_bio_relation_llm(
         relation_threshold=relation_threshold,
         none_threshold=none_threshold,
         device=device,
+        keep_pair_scores=keep_pair_scores,
         scorer=scorer,
     )
 
@@ -194,6 +201,7 @@ class BioRelationLLM:
         relation_threshold: float = 0.0,
         none_threshold: float | None = 0.5,
         device: str = "auto",
+        keep_pair_scores: bool = False,
         scorer: Callable[..., dict[str, Any]] | None = None,
         backend: GenerationBackend | None = None,
     ) -> None:
@@ -222,6 +230,7 @@ class BioRelationLLM:
         self.relation_threshold = relation_threshold
         self.none_threshold = none_threshold
         self.device = device
+        self.keep_pair_scores = bool(keep_pair_scores)
         # By registry name, not by import: the scorers live in evaluation/, above the
         # pipeline. They are registered when `spacy_bioreama` is imported (its
         # __init__) and, for spaCy, through the spacy_scorers entry point.
@@ -363,6 +372,7 @@ class BioRelationLLM:
             [ex for _, ex in examples], max_new_tokens=max_choice + 4, constrained=True
         )
         best: list[dict[frozenset[str], Relation]] = [{} for _ in docs]
+        pair_scores: list[list[dict[str, Any]]] = [[] for _ in docs]
         for (i, example), generation in zip(examples, generations, strict=True):
             if generation is None:
                 continue
@@ -370,13 +380,15 @@ class BioRelationLLM:
             if label is None:
                 self.stats["re_answers_unparseable"] += 1
                 continue
+            head, tail = example.meta["head"], example.meta["tail"]
+            if self.keep_pair_scores:
+                pair_scores[i].append(_pair_score(head, tail, label, generation))
             label, score = self._decide(label, generation)
             if label == re_task.NO_RELATION:
                 continue
             if score < self.relation_threshold:
                 self.stats["re_below_threshold"] += 1
                 continue
-            head, tail = example.meta["head"], example.meta["tail"]
             key = frozenset((head.concept_id, tail.concept_id))
             # A document-level relation holds whichever window states it: keep the
             # most confident positive answer for the concept pair.
@@ -384,10 +396,12 @@ class BioRelationLLM:
                 best[i][key] = Relation(
                     head.mention, tail.mention, head.concept_id, tail.concept_id, label, score
                 )
-        for doc, found in zip(docs, best, strict=True):
+        for doc, found, scored in zip(docs, best, pair_scores, strict=True):
             rels = sorted(found.values(), key=lambda r: (r.head, r.tail, r.label))
             self.stats["relations"] += len(rels)
             doc._.relations = rels
+            if self.keep_pair_scores:
+                doc.user_data[PAIR_SCORES_KEY] = scored
 
     def _decide(self, label: str, generation: Generation) -> tuple[str, float]:
         """Label and confidence of one pair answer (`re_task.decide`), counting the
@@ -524,3 +538,21 @@ class BioRelationLLM:
         self._backend = None
         self._window_budget = None
         return self
+
+
+def _pair_score(head: Any, tail: Any, answer: str, generation: Generation) -> dict[str, Any]:
+    """One scored candidate pair as plain values (DocBin-safe): the mentions (token
+    offsets) and concept ids, P(None), and the most probable relation label with its
+    probability, so a threshold can be applied again after the run."""
+    probabilities = dict(getattr(generation, "probabilities", None) or {})
+    positives = {k: v for k, v in probabilities.items() if k != re_task.NO_RELATION}
+    label = max(positives, key=positives.get) if positives else answer
+    return {
+        "head": list(head.mention),
+        "tail": list(tail.mention),
+        "head_id": head.concept_id,
+        "tail_id": tail.concept_id,
+        "p_none": probabilities.get(re_task.NO_RELATION),
+        "label": label,
+        "score": positives.get(label, math.exp(generation.logprob)),
+    }

@@ -1,0 +1,102 @@
+"""Calibration and threshold sweeps from recorded pair scores (evaluation/calibration.py)."""
+
+import pytest
+import spacy
+from spacy.tokens import Span
+
+from spacy_bioreama.annotations.relations import Relation
+from spacy_bioreama.annotations.spans import set_entities
+from spacy_bioreama.evaluation.calibration import (
+    calibration,
+    relations_at,
+    reliability,
+    threshold_sweep,
+)
+from spacy_bioreama.pipeline.component import PAIR_SCORES_KEY
+from tests.conftest import TRAINED_RELATION_LABELS, make_trained_gold_doc
+from tests.test_component import _gold_doc, _nlp
+
+
+def _pair(h, t, hid, tid, p_none, label, score):
+    return {"head": [h, h + 1], "tail": [t, t + 1], "head_id": hid, "tail_id": tid,
+            "p_none": p_none, "label": label, "score": score}  # fmt: skip
+
+
+@pytest.fixture
+def docs():
+    """Gold: A-B Bind, A-C Association. Recorded pairs: A-B Bind (P(None) 0.2, twice:
+    two windows), A-C Bind (0.3: wrong label), B-C Bind (0.6: not a gold relation)."""
+    nlp = spacy.blank("en")
+    words = ["A", "x", "B", "y", "C"]
+    gold = spacy.tokens.Doc(nlp.vocab, words=words)
+    spans = [Span(gold, i, i + 1, label="Gene", kb_id=w) for i, w in ((0, "A"), (2, "B"), (4, "C"))]
+    set_entities(gold, spans)
+    gold._.relations = [
+        Relation((0, 1), (2, 3), "A", "B", "Bind", 1.0),
+        Relation((0, 1), (4, 5), "A", "C", "Association", 1.0),
+    ]
+    pred = gold.copy()
+    pred._.relations = []
+    pred.user_data[PAIR_SCORES_KEY] = [
+        _pair(0, 2, "A", "B", 0.2, "Bind", 0.7),
+        _pair(0, 2, "A", "B", 0.1, "Bind", 0.9),  # a second window, more confident
+        _pair(0, 4, "A", "C", 0.3, "Bind", 0.6),
+        _pair(2, 4, "B", "C", 0.6, "Bind", 0.3),
+    ]
+    return [pred], [gold]
+
+
+def test_relations_at_applies_the_threshold_and_keeps_the_best_window(docs):
+    (pred,), _ = docs
+    assert [(r.head_id, r.tail_id, r.score) for r in relations_at(pred, 0.25)] == [("A", "B", 0.9)]
+    assert len(relations_at(pred, 0.5)) == 2 and len(relations_at(pred, 1.0)) == 3
+    assert relations_at(pred, 0.1) == []  # P(None) < threshold, strictly
+
+
+def test_threshold_sweep_counts_pair_and_type(docs):
+    pred, gold = docs
+    rows = {r["threshold"]: r for r in threshold_sweep(pred, gold, (0.1, 0.25, 0.5, 1.0))}
+    assert rows[0.1]["predicted"] == 0 and rows[0.1]["f"] == 0.0
+    assert (rows[0.25]["p"], rows[0.25]["r"]) == (1.0, 0.5)  # A-B Bind right
+    assert (rows[0.5]["p"], rows[0.5]["r"]) == (0.5, 0.5)  # + A-C with the wrong label
+    assert rows[1.0]["p"] == pytest.approx(1 / 3) and rows[1.0]["predicted"] == 3
+
+
+def test_reliability_bins_and_expected_calibration_error(docs):
+    (pred,), (gold,) = docs
+    pred._.relations = relations_at(pred, 1.0)  # scores 0.9 (right), 0.6 and 0.3 (wrong)
+    out = reliability([pred], [gold], bins=10)
+    assert out["predictions"] == 3
+    counts = {round(b["lo"], 1): b["count"] for b in out["bins"] if b["count"]}
+    assert counts == {0.3: 1, 0.6: 1, 0.9: 1}
+    # |1 - 0.9| + |0 - 0.6| + |0 - 0.3|, each weighted 1/3
+    assert out["ece"] == pytest.approx((0.1 + 0.6 + 0.3) / 3)
+
+
+def test_calibration_is_none_without_recorded_scores(docs):
+    pred, gold = docs
+    pred[0].user_data.pop(PAIR_SCORES_KEY)
+    assert calibration(pred, gold, 0.5) is None
+
+
+def test_recorded_scores_reproduce_the_component_exactly(tiny_trained_dir):
+    # Re-deciding from the recorded scores at the component's own threshold gives the
+    # relations it wrote: the sweep is the component run at each threshold, not a guess.
+    for threshold in (0.3, 0.5, 0.9):
+        nlp = _nlp(
+            tiny_trained_dir, tasks=["relations"], none_threshold=threshold, keep_pair_scores=True
+        )
+        doc = nlp(_gold_doc(nlp))
+        recorded = doc.user_data[PAIR_SCORES_KEY]
+        assert len(recorded) == nlp.get_pipe("bio_relation_llm").stats["re_pairs"] == 6
+        assert {e["label"] for e in recorded} <= set(TRAINED_RELATION_LABELS)
+        assert relations_at(doc, threshold) == list(doc._.relations)
+    gold = make_trained_gold_doc(nlp)
+    block = calibration([doc], [gold], 0.9)
+    assert block["none_threshold"] == 0.9 and len(block["sweep"]) == 20
+    assert block["predictions"] == len(doc._.relations)
+
+
+def test_pair_scores_are_off_by_default(tiny_trained_dir):
+    nlp = _nlp(tiny_trained_dir, tasks=["relations"])
+    assert PAIR_SCORES_KEY not in nlp(_gold_doc(nlp)).user_data
