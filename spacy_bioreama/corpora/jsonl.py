@@ -20,7 +20,6 @@ record without ``id`` is given ``<file stem>-<line>`` (reported).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from spacy.tokens import Doc
 
 from ..annotations.spans import split_concept_ids
+from ..util.jsonl import JsonLineError, json_records
 from .base import (
     CorpusFormatError,
     MakeDoc,
@@ -228,13 +228,8 @@ def read_jsonl(
     make_doc = resolve_make_doc(make_doc)
     report = ConversionReport("jsonl", str(path)) if report is None else report
     seen = SeenIds(report)
-    for lineno, line in enumerate(split_lines(read_text(path)), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CorpusFormatError(path, f"not valid JSON ({err.msg})", lineno) from None
-        if not isinstance(record, dict):
-            raise CorpusFormatError(path, "a record must be a JSON object", lineno)
-        yield record_to_doc(record, make_doc, report, path, lineno, seen)
+    try:
+        for lineno, record in json_records(split_lines(read_text(path))):
+            yield record_to_doc(record, make_doc, report, path, lineno, seen)
+    except JsonLineError as err:
+        raise CorpusFormatError(path, err.reason, err.lineno) from None

@@ -7,22 +7,41 @@ same files with the same messages.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+
+class JsonLineError(ValueError):
+    """A line of a JSON Lines input that is not a JSON object (`lineno`, `reason`)."""
+
+    def __init__(self, lineno: int, reason: str) -> None:
+        super().__init__(f"line {lineno}: {reason}")
+        self.lineno = lineno
+        self.reason = reason
+
+
+def json_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`(line number, object)` for every non-blank line; the one parsing loop for every
+    JSON Lines input (instruction records, `convert jsonl`). A bad line raises
+    `JsonLineError`, which each caller turns into its own error naming the file."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise JsonLineError(lineno, f"not valid JSON ({err.msg})") from err
+        if not isinstance(value, dict):
+            raise JsonLineError(lineno, "a record must be a JSON object")
+        yield lineno, value
 
 
 def iter_json_objects(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict[str, Any]]]:
     """`(line number, object)` for every non-blank line of `path`. A line that is not
     valid JSON, or not a JSON object, raises `error` naming `path:line`."""
     with path.open(encoding="utf8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise error(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
-            if not isinstance(value, dict):
-                raise error(f"{path}:{lineno}: a record must be a JSON object")
-            yield lineno, value
+        try:
+            yield from json_records(f)
+        except JsonLineError as err:
+            raise error(f"{path}:{err.lineno}: {err.reason}") from err
