@@ -24,7 +24,7 @@ FLOORS = (
     ("instructions",),
     ("training",),
     ("pipeline",),
-    ("evaluation", "display"),
+    ("evaluation", "display", "corpus_annotation"),
     ("cli",),
 )
 FLOOR_OF = {name: level for level, names in enumerate(FLOORS) for name in names}

@@ -95,36 +95,30 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def build_pipeline(pipeline, model, adapter, tasks, batch_size, device, **settings):
     """A pipeline holding `bio_relation_llm`: loaded from `pipeline`, or a blank English
-    one around `model` + `adapter`. `settings` (None = keep) override component settings
-    such as `max_prompt_tokens` and `none_threshold`, checked as the factory checks them
-    (`BioRelationLLM.configure`); a value out of range is a clear error."""
-    import spacy
-
-    from ..pipeline.component import BioRelationLLM
-
-    settings = {k: v for k, v in settings.items() if v is not None}
+    one around `model` + `adapter` (`pipeline.loading.PipelineSpec`). `settings` (None =
+    keep) override component settings such as `max_prompt_tokens` and `none_threshold`,
+    checked as the factory checks them; a value out of range is a clear error."""
     try:
-        if pipeline is not None:
-            nlp = spacy.load(pipeline)
-            component = next((c for _, c in nlp.pipeline if isinstance(c, BioRelationLLM)), None)
-            if component is None:
-                raise typer.BadParameter(f"{pipeline} has no bio_relation_llm component")
-            return nlp, component.configure(**settings)
-        nlp = spacy.blank("en")
-        component = nlp.add_pipe(
-            "bio_relation_llm",
-            config={
-                "model": model,
-                "adapter": adapter,
-                "tasks": [t.strip() for t in tasks.split(",") if t.strip()],
-                "batch_size": batch_size,
-                "device": device,
-                **settings,
-            },
-        )
+        return pipeline_spec(
+            pipeline, model, adapter, tasks, batch_size, device, **settings
+        ).build()
     except ValueError as err:
         raise fail(err) from err
-    return nlp, component
+
+
+def pipeline_spec(pipeline, model, adapter, tasks, batch_size, device, **settings):
+    """The `PipelineSpec` of the shared pipeline options."""
+    from ..pipeline.loading import PipelineSpec
+
+    return PipelineSpec(
+        path=None if pipeline is None else str(pipeline),
+        model=model,
+        adapter=None if adapter is None else str(adapter),
+        tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
+        batch_size=batch_size,
+        device=device,
+        settings=settings,
+    )
 
 
 def run_pipeline(nlp, component, gold, batch_size: int, score: bool):

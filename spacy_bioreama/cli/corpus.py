@@ -1,5 +1,6 @@
 """Commands on corpora: `convert` (corpus file → DocBin), `annotate` (run the component
-over documents) and `demo` (annotate BioRED dev abstracts and show the result)."""
+over documents), `annotate-corpus` (a whole collection, resumable, locally or on Ray)
+and `demo` (annotate BioRED dev abstracts and show the result)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ._util import (
     build_pipeline,
     default_data_dir,
     fail,
+    pipeline_spec,
     read_gold,
     run_pipeline,
 )
@@ -102,6 +104,90 @@ def annotate(
     DocBin(docs=predicted, store_user_data=True).to_disk(output_path)
     typer.echo(json.dumps(summary, indent=2))
     typer.echo(f"wrote {output_path}", err=True)
+
+
+@app.command("annotate-corpus")
+def annotate_corpus_command(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT...",
+            help="Files, folders or glob patterns: PubTator, BioC XML (.xml), BioC JSON "
+            "(.json), JSON Lines (.jsonl) or plain text (one document per line).",
+        ),
+    ],
+    output: Annotated[Path, typer.Option(help="Output folder (created; reruns resume it).")],
+    fmt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            help="Also write pubtator, bioc-xml, bioc-json or docbin (repeat or comma-separate); "
+            "JSON Lines is always written.",
+        ),
+    ] = None,
+    engine: Annotated[str, typer.Option(help="local (in-process) or ray (Ray Data)")] = "local",
+    num_workers: Annotated[int, typer.Option(min=1, help="Ray workers (actors).")] = 1,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join (e.g. auto); default: start a local Ray."),
+    ] = None,
+    cpus_per_worker: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="CPUs and torch threads per Ray worker (default: cores / workers)."
+        ),
+    ] = None,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Documents per unit of work.")] = 16,
+    input_format: Annotated[
+        str | None, typer.Option(help="Format of every input (default: detected per file).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Discard what OUTPUT holds and start over.")] = False,
+    model: ModelOption = "default",
+    adapter: AdapterOption = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(help="A saved or packaged pipeline (replaces --model/--adapter/--tasks)."),
+    ] = None,
+    tasks: TasksOption = "entities,relations",
+    batch_size: BatchSizeOption = 8,
+    device: DeviceOption = "auto",
+    max_prompt_tokens: MaxPromptTokensOption = None,
+    none_threshold: NoneThresholdOption = None,
+) -> None:
+    """Annotate a whole collection: one JSON Lines file (and any --format) per input shard,
+    a manifest.json, and errors.jsonl for documents that could not be read or annotated.
+
+    Rerunning the same command skips the finished shards; a different pipeline or a
+    changed input is refused (use --force to start over)."""
+    from ..corpus_annotation import CorpusRunError, EngineSettings, ManifestMismatch
+    from ..corpus_annotation import annotate_corpus as run
+
+    formats = [f.strip() for value in (fmt or []) for f in value.split(",") if f.strip()]
+    spec = pipeline_spec(
+        pipeline,
+        model,
+        adapter,
+        tasks,
+        batch_size,
+        device,
+        max_prompt_tokens=max_prompt_tokens,
+        none_threshold=none_threshold,
+    )
+    settings = EngineSettings(engine, num_workers, address, cpus_per_worker, chunk_size)
+    try:
+        summary = run(
+            inputs,
+            output,
+            spec,
+            formats=formats,
+            engine=settings,
+            input_format=input_format,
+            force=force,
+        )
+    except (CorpusRunError, ManifestMismatch, ImportError, ValueError) as err:
+        raise fail(err) from err
+    typer.echo(json.dumps(summary.to_dict(), indent=2))
+    typer.echo(f"wrote {output}", err=True)
 
 
 @app.command()

@@ -23,7 +23,7 @@ both readers see the same annotations on BioRED.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from spacy.tokens import Doc
@@ -36,9 +36,7 @@ from .base import (
     RelationSpec,
     SeenIds,
     build_doc,
-    read_text,
     resolve_make_doc,
-    split_lines,
 )
 from .report import ConversionReport
 
@@ -64,60 +62,144 @@ class PubTatorDocument:
         return " ".join(parts)
 
 
-def parse_pubtator(path: PathArg) -> Iterator[PubTatorDocument]:
-    """Parse a PubTator file into raw documents (line numbers kept for errors)."""
-    lines = split_lines(read_text(path))
-    doc: PubTatorDocument | None = None
-    for lineno, line in enumerate(lines, 1):
+class PubTatorLineError(CorpusFormatError):
+    """A malformed line of a PubTator file (message, `path` and `line` as for any
+    `CorpusFormatError`). `document_line` / `pmid`: the first line and the id of the
+    document the line breaks (`pmid` None where not known), so that a reader that goes
+    on past the error can say which document it lost."""
+
+    def __init__(
+        self,
+        path: PathArg | None,
+        message: str,
+        line: int,
+        document_line: int,
+        pmid: str | None = None,
+    ) -> None:
+        super().__init__(path, message, line)
+        self.document_line = document_line
+        self.pmid = pmid
+
+
+def stream_lines(path: PathArg) -> Iterator[tuple[int, bytes]]:
+    """`(line number, raw line)` for every line of `path`, read one at a time (split on
+    b"\\n" only, as `split_lines`; the line keeps its line end; see `decode_line`)."""
+    with open(path, "rb") as fp:
+        yield from enumerate(fp, 1)
+
+
+def decode_line(raw: bytes, path: PathArg, lineno: int) -> str:
+    """One raw line of `stream_lines` as text: UTF-8, its "\\n" and a trailing "\\r"
+    dropped (as `split_lines`). Not UTF-8: a `CorpusFormatError` naming the line, with
+    the message `read_text` gives for the whole file."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusFormatError(path, f"not valid UTF-8 ({err.reason})", lineno) from None
+    if line.endswith("\n"):
+        line = line[:-1]
+    return line[:-1] if line.endswith("\r") else line
+
+
+class _PubTatorParser:
+    """The line-by-line state of `parse_pubtator`: the document being read."""
+
+    def __init__(self, path: PathArg) -> None:
+        self.path = path
+        self.doc: PubTatorDocument | None = None
+
+    def error(self, message: str, lineno: int, pmid: str | None = None) -> PubTatorLineError:
+        doc = self.doc
+        if doc is None:
+            return PubTatorLineError(self.path, message, lineno, lineno, pmid)
+        return PubTatorLineError(self.path, message, lineno, doc.line, doc.pmid)
+
+    def feed(self, lineno: int, line: str) -> PubTatorDocument | None:
+        """Take one line; return the document it completes, if any. A malformed line
+        raises `PubTatorLineError` (before any document is completed)."""
         if not line.strip():
-            if doc is not None:
-                yield doc
-                doc = None
-            continue
+            done, self.doc = self.doc, None
+            return done
         match = _TEXT_LINE.match(line)
         if match:
             pmid, kind, content = match.groups()
             pmid = pmid.strip()
-            if doc is not None and (doc.pmid != pmid or kind == "t"):
+            done = None
+            if self.doc is not None and (self.doc.pmid != pmid or kind == "t"):
                 # a new document without a blank line in between
-                if kind == "a" and doc.pmid != pmid and doc.abstract is None:
-                    raise CorpusFormatError(
-                        path, f"abstract of {pmid} follows the title of {doc.pmid}", lineno
+                if kind == "a" and self.doc.pmid != pmid and self.doc.abstract is None:
+                    raise self.error(
+                        f"abstract of {pmid} follows the title of {self.doc.pmid}", lineno
                     )
-                yield doc
-                doc = None
-            if doc is None:
-                doc = PubTatorDocument(pmid=pmid, line=lineno)
+                done, self.doc = self.doc, None
+            if self.doc is None:
+                self.doc = PubTatorDocument(pmid=pmid, line=lineno)
             if kind == "t":
-                doc.title = content
+                self.doc.title = content
             else:
-                if doc.abstract is not None:
-                    raise CorpusFormatError(path, f"second abstract line for {pmid}", lineno)
-                doc.abstract = content
-            continue
+                if self.doc.abstract is not None:
+                    raise self.error(f"second abstract line for {pmid}", lineno)
+                self.doc.abstract = content
+            return done
         cols = line.split("\t")
-        if doc is None:
-            raise CorpusFormatError(path, "annotation line before any 'PMID|t|title' line", lineno)
-        if cols[0].strip() != doc.pmid:
-            raise CorpusFormatError(
-                path,
-                f"annotation for document {cols[0]!r} inside document {doc.pmid!r}",
-                lineno,
+        if self.doc is None:
+            raise self.error(
+                "annotation line before any 'PMID|t|title' line", lineno, cols[0].strip() or None
+            )
+        if cols[0].strip() != self.doc.pmid:
+            raise self.error(
+                f"annotation for document {cols[0]!r} inside document {self.doc.pmid!r}", lineno
             )
         if len(cols) >= 5 and _is_int(cols[1]) and _is_int(cols[2]):
-            doc.mentions.append((lineno, cols))
+            self.doc.mentions.append((lineno, cols))
         elif len(cols) in (4, 5) and not _is_int(cols[1]):
-            doc.relations.append((lineno, cols))
+            self.doc.relations.append((lineno, cols))
         else:
-            raise CorpusFormatError(
-                path,
+            raise self.error(
                 "expected a mention line 'PMID<TAB>start<TAB>end<TAB>text<TAB>type<TAB>id' "
                 "or a relation line 'PMID<TAB>type<TAB>id1<TAB>id2[<TAB>novelty]', "
                 f"got {len(cols)} columns: {line[:80]!r}",
                 lineno,
             )
-    if doc is not None:
-        yield doc
+        return None
+
+
+def parse_pubtator(
+    path: PathArg, on_error: Callable[[CorpusFormatError], None] | None = None
+) -> Iterator[PubTatorDocument]:
+    """Parse a PubTator file into raw documents (line numbers kept for errors), reading
+    it one line at a time.
+
+    A malformed or undecodable line raises a `PubTatorLineError` (a `CorpusFormatError`
+    naming the line). With `on_error`, the error is passed to it instead, the document
+    the line belongs to is dropped and the lines up to the next blank line are skipped;
+    parsing goes on from there."""
+    parser = _PubTatorParser(path)
+    skipping = False
+    for lineno, raw in stream_lines(path):
+        if skipping:
+            try:
+                skipping = bool(decode_line(raw, path, lineno).strip())
+            except CorpusFormatError:
+                pass  # not blank: still inside the broken document
+            continue
+        try:
+            try:
+                line = decode_line(raw, path, lineno)
+            except CorpusFormatError as err:
+                raise parser.error(err.reason, lineno) from None
+            done = parser.feed(lineno, line)
+        except PubTatorLineError as err:
+            if on_error is None:
+                raise
+            on_error(err)
+            parser.doc = None
+            skipping = True
+            continue
+        if done is not None:
+            yield done
+    if parser.doc is not None:
+        yield parser.doc
 
 
 def _is_int(value: str) -> bool:

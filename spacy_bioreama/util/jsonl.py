@@ -21,20 +21,30 @@ class JsonLineError(ValueError):
         self.reason = reason
 
 
+def json_record(line: str, lineno: int) -> dict[str, Any] | None:
+    """The JSON object on one line (None for a blank line). A line that is not valid
+    JSON, or not an object, raises `JsonLineError`. The one line parser of every JSON
+    Lines input: `json_records` uses it, and so do readers that go on past a bad line
+    (`annotate-corpus`'s sources)."""
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise JsonLineError(lineno, f"not valid JSON ({err.msg})") from err
+    if not isinstance(value, dict):
+        raise JsonLineError(lineno, "a record must be a JSON object")
+    return value
+
+
 def json_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """`(line number, object)` for every non-blank line; the one parsing loop for every
     JSON Lines input (instruction records, `convert jsonl`). A bad line raises
     `JsonLineError`, which each caller turns into its own error naming the file."""
     for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise JsonLineError(lineno, f"not valid JSON ({err.msg})") from err
-        if not isinstance(value, dict):
-            raise JsonLineError(lineno, "a record must be a JSON object")
-        yield lineno, value
+        value = json_record(line, lineno)
+        if value is not None:
+            yield lineno, value
 
 
 def iter_json_objects(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict[str, Any]]]:
