@@ -113,6 +113,18 @@ def _annotations(record: dict) -> tuple:
     return record["id"], record["text"], ents, rels
 
 
+def _assert_same_annotations(a: Path, b: Path) -> None:
+    """The same documents, entities and relations; scores equal to float precision
+    (torch's thread count, which may differ between this process and a Ray worker,
+    changes the order of float sums)."""
+    ours, theirs = _records(a), _records(b)
+    assert [_annotations(r) for r in theirs] == [_annotations(r) for r in ours]
+    for mine, other in zip(ours, theirs, strict=True):
+        assert [r["score"] for r in other["relations"]] == pytest.approx(
+            [r["score"] for r in mine["relations"]], abs=1e-4
+        )
+
+
 def test_local_run_writes_every_format_that_reads_back(tmp_path, tiny_trained_dir):
     from spacy_bioreama.corpora import read
 
@@ -181,7 +193,7 @@ def test_rerun_skips_finished_shards_and_refuses_to_mix(tmp_path, tiny_trained_d
     assert (first.documents, again.documents, again.shards_skipped) == (4, 0, 2)
     assert {p.name: p.read_bytes() for p in out.glob("*.jsonl")} == before
     # another pipeline setting: refused, and nothing is touched
-    with pytest.raises(ManifestMismatch, match="another pipeline.*none_threshold|settings"):
+    with pytest.raises(ManifestMismatch, match=r"another pipeline \(changed: settings\)"):
         annotate_corpus(inputs, out, _spec(tiny_trained_dir, none_threshold=0.9), progress=False)
     # another output format: refused
     with pytest.raises(ManifestMismatch, match="formats"):
@@ -229,6 +241,86 @@ def test_bad_invocations_are_clear_errors(tmp_path, tiny_trained_dir):
     inputs = _write_shards(tmp_path / "in", 1, 1)
     with pytest.raises(CorpusRunError, match="unknown output format"):
         annotate_corpus(inputs, tmp_path / "o", _spec(tiny_trained_dir), formats=["xlsx"])
+
+
+def test_odd_shards_names_locks_and_partial_reruns(tmp_path, tiny_trained_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "empty.jsonl").write_text("")
+    # would be called "errors" and write errors.jsonl, the folder's own errors file
+    (folder / "errors.txt").write_text(TRAINED_TEXT + "\n")
+    bad = folder / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "b1", "text": TRAINED_TEXT}) + "\n{oops\n")
+    out = tmp_path / "out"
+    summary = annotate_corpus([folder], out, _spec(tiny_trained_dir), progress=False)
+    assert (summary.shards, summary.documents, summary.errors) == (3, 2, 1)
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert set(manifest["shards"]) == {"bad", "empty", "errors-2"}
+    assert manifest["shards"]["empty"]["documents"] == 0
+    assert (out / "empty.jsonl").read_text() == ""
+    assert [r["id"] for r in _records(out)] == ["b1", "errors-1"]
+    # a rerun over one new input keeps the other shards' errors in errors.jsonl
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"id": "x", "text": TRAINED_TEXT}) + "\n")
+    annotate_corpus([extra], out, _spec(tiny_trained_dir), progress=False)
+    assert [json.loads(line)["shard"] for line in (out / ERRORS_FILE).read_text().splitlines()] == [
+        "bad"
+    ]
+    # one run at a time per folder
+    import fcntl
+
+    with (out / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(CorpusRunError, match="in use"):
+            annotate_corpus([extra], out, _spec(tiny_trained_dir), progress=False)
+    # an input inside the output folder is refused (it would annotate our own outputs)
+    with pytest.raises(CorpusRunError, match="inside the output folder"):
+        annotate_corpus([out / "bad.jsonl"], out, _spec(tiny_trained_dir), progress=False)
+
+
+def test_unreadable_shard_is_not_finished_and_a_rerun_retries_it(tmp_path, tiny_trained_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = folder / "good.jsonl"
+    good.write_text(json.dumps({"id": "g", "text": TRAINED_TEXT}) + "\n")
+    broken = folder / "broken.json"  # BioC JSON that does not load: one file-level error
+    broken.write_text("{ this is not json")
+    out = tmp_path / "out"
+    summary = annotate_corpus([folder], out, _spec(tiny_trained_dir), progress=False)
+    assert [f["shard"] for f in summary.failed_shards] == ["broken"]
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert set(manifest["shards"]) == {"good"}  # the failed shard is not recorded as done
+    assert not (out / "broken.jsonl").exists()
+    broken.unlink()
+    (folder / "broken.jsonl").write_text(json.dumps({"id": "r", "text": TRAINED_TEXT}) + "\n")
+    again = annotate_corpus([folder], out, _spec(tiny_trained_dir), progress=False)
+    assert (again.shards_skipped, again.documents, again.failed_shards) == (1, 1, [])
+
+
+def test_saved_relations_only_pipeline_keeps_the_input_entities(tmp_path, tiny_trained_dir):
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "bio_relation_llm",
+        config={"model": str(tiny_trained_dir), "tasks": ["relations"], **_settings()},
+    )
+    nlp.to_disk(tmp_path / "pipeline")
+    source = tmp_path / "gold.jsonl"
+    entities = [
+        {"start": 0, "end": 5, "label": "Gene", "concept_id": "672"},
+        {"start": 12, "end": 17, "label": "Gene", "concept_id": "79728"},
+    ]
+    source.write_text(json.dumps({"id": "g", "text": TRAINED_TEXT, "entities": entities}) + "\n")
+    # the CLI's default --tasks is "entities,relations"; the saved pipeline's own tasks win
+    spec = PipelineSpec(path=str(tmp_path / "pipeline"), tasks=("entities", "relations"))
+    summary = annotate_corpus([source], tmp_path / "out", spec, progress=False)
+    (record,) = _records(tmp_path / "out")
+    assert [(e["start"], e["end"], e["concept_id"]) for e in record["entities"]] == [
+        (0, 5, "672"),
+        (12, 17, "79728"),
+    ]
+    assert summary.stats.get("re_pairs") == 1  # the one pair of input entities was asked
 
 
 def _run_cli(args: list[str], **kwargs) -> subprocess.Popen:
@@ -313,9 +405,8 @@ def test_ray_engine_gives_the_local_annotations(tmp_path, tiny_trained_dir):
         progress=False,
     )
     assert local.documents == on_ray.documents == 9
-    for path in (tmp_path / "local").glob("*.jsonl"):
-        assert (tmp_path / "ray" / path.name).read_text() == path.read_text()
-    assert 1 <= len(on_ray.worker_peak_rss_mb) <= 2  # the work went to the two workers
+    _assert_same_annotations(tmp_path / "local", tmp_path / "ray")
+    assert 1 <= len(on_ray.worker_peak_rss_mb) <= 2  # no more workers than asked for
     assert on_ray.worker_restarts == 0
 
 
@@ -379,11 +470,4 @@ def test_engines_agree_with_the_embedded_model_on_biored(tmp_path, embedded_mode
     )
     assert local.documents == on_ray.documents == 2
     assert local.entities > 0 and local.relations > 0
-    # the same annotations; scores agree to float precision (torch's thread count, which
-    # differs between this process and a Ray worker, changes the order of float sums)
-    local_records, ray_records = _records(tmp_path / "local"), _records(tmp_path / "ray")
-    assert [_annotations(r) for r in ray_records] == [_annotations(r) for r in local_records]
-    for ours, theirs in zip(local_records, ray_records, strict=True):
-        assert [r["score"] for r in theirs["relations"]] == pytest.approx(
-            [r["score"] for r in ours["relations"]], abs=1e-4
-        )
+    _assert_same_annotations(tmp_path / "local", tmp_path / "ray")

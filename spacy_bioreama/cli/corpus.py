@@ -162,6 +162,8 @@ def annotate_corpus_command(
     from ..corpus_annotation import CorpusRunError, EngineSettings, ManifestMismatch
     from ..corpus_annotation import annotate_corpus as run
 
+    if engine == "local" and (num_workers != 1 or address or cpus_per_worker):
+        raise fail("--num-workers, --address and --cpus-per-worker need --engine ray")
     formats = [f.strip() for value in (fmt or []) for f in value.split(",") if f.strip()]
     spec = pipeline_spec(
         pipeline,
@@ -188,6 +190,12 @@ def annotate_corpus_command(
         raise fail(err) from err
     typer.echo(json.dumps(summary.to_dict(), indent=2))
     typer.echo(f"wrote {output}", err=True)
+    if summary.failed_shards:
+        names = ", ".join(f["shard"] for f in summary.failed_shards)
+        raise fail(
+            f"{len(summary.failed_shards)} shard(s) could not be read or annotated ({names}); "
+            "see failed_shards above, fix the cause and rerun to finish them"
+        )
 
 
 @app.command()

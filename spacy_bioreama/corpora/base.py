@@ -18,7 +18,7 @@ hands them to `build_doc`, which applies the same rules to every corpus:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from os import PathLike
@@ -99,6 +99,26 @@ def split_lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def stream_lines(path: PathArg) -> Iterator[tuple[int, bytes]]:
+    """`(line number, raw line)` for every line of `path`, read one at a time (split on
+    b"\\n" only, as `split_lines`; the line keeps its line end; see `decode_line`)."""
+    with open(path, "rb") as fp:
+        yield from enumerate(fp, 1)
+
+
+def decode_line(raw: bytes, path: PathArg, lineno: int) -> str:
+    """One raw line of `stream_lines` as text: UTF-8, its "\\n" and a trailing "\\r"
+    dropped (as `split_lines`). Not UTF-8: a `CorpusFormatError` naming the line, with
+    the message `read_text` gives for the whole file."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusFormatError(path, f"not valid UTF-8 ({err.reason})", lineno) from None
+    if line.endswith("\n"):
+        line = line[:-1]
+    return line[:-1] if line.endswith("\r") else line
 
 
 @dataclass

@@ -36,7 +36,9 @@ from .base import (
     RelationSpec,
     SeenIds,
     build_doc,
+    decode_line,
     resolve_make_doc,
+    stream_lines,
 )
 from .report import ConversionReport
 
@@ -79,26 +81,6 @@ class PubTatorLineError(CorpusFormatError):
         super().__init__(path, message, line)
         self.document_line = document_line
         self.pmid = pmid
-
-
-def stream_lines(path: PathArg) -> Iterator[tuple[int, bytes]]:
-    """`(line number, raw line)` for every line of `path`, read one at a time (split on
-    b"\\n" only, as `split_lines`; the line keeps its line end; see `decode_line`)."""
-    with open(path, "rb") as fp:
-        yield from enumerate(fp, 1)
-
-
-def decode_line(raw: bytes, path: PathArg, lineno: int) -> str:
-    """One raw line of `stream_lines` as text: UTF-8, its "\\n" and a trailing "\\r"
-    dropped (as `split_lines`). Not UTF-8: a `CorpusFormatError` naming the line, with
-    the message `read_text` gives for the whole file."""
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise CorpusFormatError(path, f"not valid UTF-8 ({err.reason})", lineno) from None
-    if line.endswith("\n"):
-        line = line[:-1]
-    return line[:-1] if line.endswith("\r") else line
 
 
 class _PubTatorParser:

@@ -118,13 +118,14 @@ class ChunkAnnotator:
     a document that still fails becomes an error of stage "annotate" (its locator and
     the exception), never a lost chunk."""
 
-    def __init__(self, spec: PipelineSpec, threads: int | None = None) -> None:
+    def __init__(self, spec: PipelineSpec, threads: int | None = None, built=None) -> None:
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         self.spec = spec
-        self.nlp, self.component = spec.build()
+        # `built`: the (nlp, component) of `spec`, where the caller has built it already
+        self.nlp, self.component = built if built is not None else spec.build()
         _ = self.component.backend  # load the model now, not inside the first chunk
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.restarted = _actor_restarted()
@@ -148,17 +149,19 @@ class ChunkAnnotator:
 
         start = time.perf_counter()
         before = Counter(self.component.stats)
-        docs = docs_from_bytes(bytes(row["docbin"]), self.nlp.vocab)
         wheres = json.loads(row["wheres"])
         errors = json.loads(row["errors"])
-        annotated = self._annotate(docs, wheres, errors)
+        # the chunk's strings are freed when it is done, so a long run's vocab stays flat
+        with self.nlp.memory_zone():
+            annotated = self._annotate(bytes(row["docbin"]), wheres, errors)
+            docbin = docbin_bytes([doc for doc, _ in annotated])
         stats = Counter(self.component.stats)
         stats.subtract(before)
         return {
             "shard": int(row["shard"]),
             "chunk": int(row["chunk"]),
             "last": bool(row["last"]),
-            "docbin": docbin_bytes([doc for doc, _ in annotated]),
+            "docbin": docbin,
             "wheres": json.dumps([where for _, where in annotated]),
             "errors": json.dumps(errors),
             "worker": self.worker,
@@ -168,14 +171,16 @@ class ChunkAnnotator:
             "stats": json.dumps({k: v for k, v in stats.items() if v}),
         }
 
-    def _annotate(self, docs: list[Doc], wheres: list[str], errors: list[dict]) -> list:
+    def _annotate(self, data: bytes, wheres: list[str], errors: list[dict]) -> list:
         try:
+            docs = docs_from_bytes(data, self.nlp.vocab)
             annotated = self.nlp.pipe(docs, batch_size=self.spec.batch_size)
             return list(zip(annotated, wheres, strict=True))
         except Exception:  # noqa: BLE001 - retried one by one below, failures reported
             pass
         out = []
-        for doc, where in zip(docs, wheres, strict=True):
+        # fresh copies: the failed batch may have changed its Docs (entities, tokens)
+        for doc, where in zip(docs_from_bytes(data, self.nlp.vocab), wheres, strict=True):
             try:
                 out.append((self.nlp(doc), where))
             except Exception as err:  # noqa: BLE001 - reported in errors.jsonl

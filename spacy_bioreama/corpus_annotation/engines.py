@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ..pipeline.loading import PipelineSpec
 from .chunks import ChunkAnnotator, Row, Shard, read_chunks, read_shard_rows
 
 ENGINES = ("local", "ray")
+MAX_RESTARTS = 3  # per Ray worker: restarts after a crash, and retries of its chunk
 
 
 def available_cores() -> int:
@@ -56,20 +57,21 @@ class EngineSettings:
 
 
 def run_engine(
-    shards: Sequence[Shard], spec: PipelineSpec, settings: EngineSettings
+    shards: Sequence[Shard], spec: PipelineSpec, settings: EngineSettings, built=None
 ) -> Iterator[Row]:
-    """Annotated chunk rows of `shards`, in order, from the chosen engine."""
+    """Annotated chunk rows of `shards`, in order, from the chosen engine. `built`: the
+    (nlp, component) of `spec` already built here (the local engine uses it)."""
     if settings.engine == "local":
-        return _run_local(shards, spec, settings)
+        return _run_local(shards, spec, settings, built)
     if settings.engine == "ray":
         return _run_ray(shards, spec, settings)
     raise ValueError(f"unknown engine {settings.engine!r}; engines: {', '.join(ENGINES)}")
 
 
 def _run_local(
-    shards: Sequence[Shard], spec: PipelineSpec, settings: EngineSettings
+    shards: Sequence[Shard], spec: PipelineSpec, settings: EngineSettings, built
 ) -> Iterator[Row]:
-    annotator = ChunkAnnotator(spec)
+    annotator = ChunkAnnotator(spec, built=built)
     for shard in shards:
         for row in read_chunks(shard, spec, settings.chunk_size):
             yield annotator.annotate(row)
@@ -93,6 +95,9 @@ def _run_ray(
 ) -> Iterator[Row]:
     ray = import_ray()
     cpus = settings.worker_cpus()
+    gpus = 1 if spec.device.startswith("cuda") else 0
+    if gpus:  # Ray shows each actor its one GPU as cuda:0
+        spec = replace(spec, device="cuda")
     started = False
     if not ray.is_initialized():
         ray.init(
@@ -104,8 +109,15 @@ def _run_ray(
             configure_logging=True,
         )
         started = True
+    context = ray.data.DataContext.get_current()
+    saved = (
+        context.execution_options.preserve_order,
+        context.enable_progress_bars,
+        context.target_max_block_size,
+    )
     try:
-        context = ray.data.DataContext.get_current()
+        if gpus and ray.cluster_resources().get("GPU", 0) < 1:
+            raise ValueError("--device cuda with --engine ray, but the Ray cluster has no GPU")
         context.execution_options.preserve_order = True  # shards finish one after another
         context.enable_progress_bars = False  # ours counts documents
         context.target_max_block_size = 1  # each chunk its own block, spread over workers
@@ -124,15 +136,29 @@ def _run_ray(
                 batch_format="pyarrow",
                 concurrency=settings.workers,
                 num_cpus=cpus,
-                num_gpus=1 if spec.device.startswith("cuda") else 0,
-                max_restarts=-1,  # a dead worker is restarted ...
-                max_task_retries=-1,  # ... and its chunk retried
+                num_gpus=gpus,
+                # a dead worker is restarted and its chunk retried; a chunk that kills
+                # its worker again and again fails the run instead of looping
+                max_restarts=MAX_RESTARTS,
+                max_task_retries=MAX_RESTARTS,
             )
         )
         yield from dataset.iter_rows()
     finally:
+        (
+            context.execution_options.preserve_order,
+            context.enable_progress_bars,
+            context.target_max_block_size,
+        ) = saved
         if started:
             ray.shutdown()
 
 
-__all__ = ["ENGINES", "EngineSettings", "available_cores", "import_ray", "run_engine"]
+__all__ = [
+    "ENGINES",
+    "MAX_RESTARTS",
+    "EngineSettings",
+    "available_cores",
+    "import_ray",
+    "run_engine",
+]

@@ -3,11 +3,13 @@
 `ShardWriter` streams each annotated Doc into hidden temporary files beside the
 outputs -- JSON Lines always (`export.jsonl.doc_to_record`), plus any of PubTator,
 BioC XML, BioC JSON and DocBin -- and `commit` fsyncs and renames them into place
-(`os.replace`, atomic on one file system), returning their hashes for the manifest. A
-run killed before `commit` leaves only temporary files, which the next run removes:
-a shard's outputs exist whole or not at all. Documents are written as they come, so a
-shard never has to fit in memory (DocBin and BioC JSON excepted: the DocBin is built in
-memory, compactly, and BioC JSON is streamed document by document by hand).
+(`os.replace`, atomic per file on one file system), returning their hashes for the
+manifest. The manifest is the commit point: a shard counts as finished only once the
+manifest records it, after its files are in place, so a run killed at any moment
+leaves either a finished shard or one the next run redoes (its temporary files
+removed, its half-renamed files overwritten). Documents are written as they come, so a
+shard never has to fit in memory (the DocBin excepted: it is built in memory,
+compactly; BioC JSON is streamed document by document by hand).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class ShardWriter:
         self.folder = folder
         self.files = output_files(name, formats)
         self.errors_file = name + ERRORS_SUFFIX
-        self.report = ExportReport("annotate-corpus", str(folder))
+        # one report per format: what a writer had to change (e.g. a PubTator PMID)
+        self.reports = {fmt: ExportReport(fmt, str(folder)) for fmt in self.files}
         self._streams: dict[str, IO[Any]] = {}
         self._docbin = DocBin(store_user_data=True) if "docbin" in self.files else None
         self._bioc_xml = None
@@ -89,16 +92,17 @@ class ShardWriter:
     def add(self, doc: Doc) -> None:
         """Write one annotated document to every output."""
         i = self._index
-        record = doc_to_record(doc, i, self.report)
+        record = doc_to_record(doc, i, self.reports["jsonl"])
         self._streams["jsonl"].write(json.dumps(record, ensure_ascii=False) + "\n")
         if "pubtator" in self._streams:
-            self._streams["pubtator"].write(doc_to_pubtator(doc, i, self.report))
+            self._streams["pubtator"].write(doc_to_pubtator(doc, i, self.reports["pubtator"]))
         if self._bioc_xml is not None:
-            self._bioc_xml.write_document(doc_to_bioc(doc, i, self.report))
+            self._bioc_xml.write_document(doc_to_bioc(doc, i, self.reports["bioc-xml"]))
         if "bioc-json" in self._streams:
             from bioc.biocjson import toJSON
 
-            text = json.dumps(toJSON(doc_to_bioc(doc, i, self.report)), ensure_ascii=False)
+            document = doc_to_bioc(doc, i, self.reports["bioc-json"])
+            text = json.dumps(toJSON(document), ensure_ascii=False)
             self._streams["bioc-json"].write(("" if i == 0 else ",\n") + text)
         if self._docbin is not None:
             self._docbin.add(doc)
@@ -114,6 +118,11 @@ class ShardWriter:
         return self._index
 
     @property
+    def adjusted(self) -> dict[str, list[str]]:
+        """What each format's writer had to change, by format (formats with changes)."""
+        return {fmt: list(r.adjusted) for fmt, r in self.reports.items() if r.adjusted}
+
+    @property
     def errors(self) -> list[dict[str, Any]]:
         """Errors recorded so far."""
         return list(self._errors)
@@ -123,34 +132,56 @@ class ShardWriter:
         errors file is written only when there were errors (else an old one is removed)."""
         if self._bioc_xml is not None:
             self._bioc_xml.close()
+            self._bioc_xml = None
         if "bioc-json" in self._streams:
             self._streams["bioc-json"].write("\n]}\n")
         if self._docbin is not None:
-            self._tmp(self.files["docbin"]).write_bytes(self._docbin.to_bytes())
+            self._streams["docbin"] = self._tmp(self.files["docbin"]).open("wb")
+            self._streams["docbin"].write(self._docbin.to_bytes())
+        published = list(self.files.values())
+        if self._errors:
+            self._streams["errors"] = self._tmp(self.errors_file).open("w")
+            self._streams["errors"].writelines(
+                json.dumps(e, ensure_ascii=False) + "\n" for e in self._errors
+            )
+            published.append(self.errors_file)
+        else:
+            (self.folder / self.errors_file).unlink(missing_ok=True)
         for stream in self._streams.values():
             stream.flush()
             os.fsync(stream.fileno())
             stream.close()
         self._streams = {}
-        published = list(self.files.values())
-        errors_path = self.folder / self.errors_file
-        if self._errors:
-            with self._tmp(self.errors_file).open("w") as f:
-                f.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in self._errors)
-            published.append(self.errors_file)
-        else:
-            errors_path.unlink(missing_ok=True)
+        hashes = {file: sha256_file(self._tmp(file)) for file in published}
         for file in published:
             os.replace(self._tmp(file), self.folder / file)
-        return {file: sha256_file(self.folder / file) for file in published}
+        _fsync_folder(self.folder)
+        return hashes
 
     def abort(self) -> None:
         """Close and delete the temporary files (nothing is published)."""
+        if self._bioc_xml is not None:
+            self._bioc_xml.close()
+            self._bioc_xml = None
         for stream in self._streams.values():
             stream.close()
         self._streams = {}
         for file in [*self.files.values(), self.errors_file]:
             self._tmp(file).unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable (where the platform allows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 __all__ = [

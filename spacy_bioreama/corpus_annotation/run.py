@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ from ..util.files import atomic_write_text, sha256_file
 from ..util.resources import peak_rss_bytes
 from .chunks import Shard, docs_from_bytes
 from .engines import EngineSettings, run_engine
-from .manifest import Manifest, ManifestMismatch
+from .manifest import MANIFEST_FILE, Manifest, ManifestMismatch
 from .outputs import ERRORS_SUFFIX, OUTPUT_FORMATS, ShardWriter, remove_temporary_files
-from .sources import INPUT_FORMATS, count_documents, detect_format, expand_inputs
+from .sources import FILE_WHERE, INPUT_FORMATS, count_documents, detect_format, expand_inputs
 
 ERRORS_FILE = "errors.jsonl"
 LOCK_FILE = ".lock"
@@ -57,6 +57,7 @@ class RunSummary:
     peak_rss_mb: float = 0.0
     worker_peak_rss_mb: dict[str, float] = field(default_factory=dict)
     worker_restarts: int = 0
+    failed_shards: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,8 +102,13 @@ def annotate_corpus(
         raise CorpusRunError("no input files")
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
+    inside = [p for p in paths if p.resolve().is_relative_to(folder.resolve())]
+    if inside:
+        raise CorpusRunError(f"input {inside[0]} is inside the output folder {folder}")
     with _locked(folder):
         nlp, component = spec.build()
+        # a saved pipeline's own tasks decide whether the input's entities are kept
+        spec = replace(spec, tasks=tuple(component.tasks))
         manifest = _open_manifest(folder, spec.fingerprint(component), formats, force)
         remove_temporary_files(folder)
         shards = _plan(paths, manifest, input_format)
@@ -112,18 +118,11 @@ def annotate_corpus(
         summary.shards, summary.shards_skipped = len(pending), len(shards) - len(pending)
         start = time.perf_counter()
         if pending:
-            _write(
-                pending,
-                run_engine(pending, spec, engine),
-                manifest,
-                nlp.vocab,
-                formats,
-                summary,
-                _progress(pending, progress),
-            )
+            rows = run_engine(pending, spec, engine, built=(nlp, component))
+            _write(pending, rows, manifest, nlp, formats, summary, _progress(pending, progress))
         summary.seconds = time.perf_counter() - start
         summary.peak_rss_mb = peak_rss_bytes() / 2**20
-        _write_errors(folder, shards, manifest)
+        _write_errors(folder, manifest)
         manifest.runs.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **summary.to_dict()})
         manifest.save()
     return summary
@@ -153,6 +152,9 @@ def _open_manifest(folder: Path, fingerprint: dict, formats: list[str], force: b
         manifest = None
     if manifest is None:
         return Manifest(folder=folder, pipeline=fingerprint, formats=formats)
+    if not manifest.shards:  # nothing finished yet, so nothing to mix with
+        manifest.pipeline, manifest.formats = fingerprint, formats
+        return manifest
     manifest.check_compatible(fingerprint, formats)
     return manifest
 
@@ -167,39 +169,61 @@ def _remove_outputs(folder: Path, manifest: Manifest) -> None:
 
 
 def _plan(paths: list[Path], manifest: Manifest, input_format: str | None) -> list[Shard]:
-    """A `Shard` per input, named as before where an earlier run named it, else by its
-    file name without the last suffix (made unique with -2, -3, ...)."""
-    shards, taken = [], {e["name"] for e in manifest.inputs.values()}
+    """A `Shard` per input (by resolved path). Its output name is the one an earlier run
+    gave it -- or gave a finished input with the same content that is no longer where it
+    was (a moved folder) -- else its file name without the last suffix, made unique
+    with -2, -3, ... and never one of the folder's own files (`errors`, `manifest`)."""
+    shards = []
+    taken = {e["name"] for e in manifest.inputs.values()}
     for index, path in enumerate(paths):
         resolved = str(path.resolve())
-        digest = sha256_file(path)
+        try:
+            digest, size = sha256_file(path), path.stat().st_size
+            fmt = input_format or detect_format(path)
+        except (OSError, ValueError) as err:
+            raise CorpusRunError(f"{path}: cannot be read ({err})") from err
         manifest.check_input(resolved, digest)
-        name = manifest.shard_name(resolved)
+        name = manifest.shard_name(resolved) or _moved_shard(manifest, digest)
         if name is None:
             base = path.stem or path.name
             name, n = base, 1
-            while name in taken:
+            while name in taken or not _free_name(name):
                 n += 1
                 name = f"{base}-{n}"
             taken.add(name)
-        fmt = input_format or detect_format(path)
-        manifest.add_input(
-            resolved,
-            {"name": name, "format": fmt, "sha256": digest, "bytes": path.stat().st_size},
-        )
-        shards.append(Shard(index, str(path), fmt, name))
+        manifest.add_input(resolved, {"name": name, "format": fmt, "sha256": digest, "bytes": size})
+        shards.append(Shard(index, resolved, fmt, name))
     return shards
 
 
+def _free_name(name: str) -> bool:
+    """Whether a shard may be called `name`: its files must not be the folder's own
+    (`errors.jsonl`, `manifest.json`) nor another shard's errors file."""
+    return name not in (Path(ERRORS_FILE).stem, Path(MANIFEST_FILE).stem) and not name.endswith(
+        Path(ERRORS_SUFFIX).stem
+    )
+
+
+def _moved_shard(manifest: Manifest, digest: str) -> str | None:
+    """The name of a finished shard with this content whose input path is gone."""
+    for resolved, entry in manifest.inputs.items():
+        if entry["sha256"] == digest and manifest.is_done(entry["name"]):
+            if not Path(resolved).exists():
+                return entry["name"]
+    return None
+
+
 def _progress(pending: list[Shard], progress: bool | None):
+    """A tqdm bar over documents; its total is counted (a pass over the inputs) only
+    when the bar is shown."""
     from tqdm import tqdm
 
-    total = sum(count_documents(Path(s.path), s.format) for s in pending)
-    disable = None if progress is None else not progress
-    return tqdm(total=total, desc="annotate-corpus", unit="doc", file=sys.stderr, disable=disable)
+    shown = sys.stderr.isatty() if progress is None else progress
+    total = sum(count_documents(Path(s.path), s.format) for s in pending) if shown else None
+    return tqdm(total=total, desc="annotate-corpus", unit="doc", file=sys.stderr, disable=not shown)
 
 
-def _write(pending, rows, manifest, vocab, formats, summary, bar) -> None:
+def _write(pending, rows, manifest, nlp, formats, summary, bar) -> None:
     """Write the annotated rows shard by shard, recording each finished shard."""
     by_index = {s.index: s for s in pending}
     writer: ShardWriter | None = None
@@ -212,12 +236,14 @@ def _write(pending, rows, manifest, vocab, formats, summary, bar) -> None:
             if writer is None:
                 writer = ShardWriter(manifest.folder, shard.name, formats)
                 shard_start = time.perf_counter()
-            docs = docs_from_bytes(bytes(row["docbin"]), vocab)
-            for doc in docs:
-                writer.add(doc)
-                summary.entities += len(ordered_mentions(doc))
-                summary.relations += len(doc._.relations)
-            for error in json.loads(row["errors"]):
+            errors = json.loads(row["errors"])
+            with nlp.memory_zone():  # the chunk's strings are freed once it is written
+                docs = docs_from_bytes(bytes(row["docbin"]), nlp.vocab)
+                for doc in docs:
+                    writer.add(doc)
+                    summary.entities += len(ordered_mentions(doc))
+                    summary.relations += len(doc._.relations)
+            for error in errors:
                 writer.add_error({"shard": shard.name, "input": shard.path, **error})
             stats.update(json.loads(row.get("stats") or "{}"))
             worker = str(row.get("worker", ""))
@@ -225,21 +251,9 @@ def _write(pending, rows, manifest, vocab, formats, summary, bar) -> None:
             summary.worker_peak_rss_mb[worker] = max(rss, summary.worker_peak_rss_mb.get(worker, 0))
             if row.get("restarted"):
                 restarted.add(worker)
-            bar.update(len(docs))
+            bar.update(len(docs) + sum(e["stage"] == "read" for e in errors))
             if row["last"]:
-                files = writer.commit()
-                manifest.finish_shard(
-                    shard.name,
-                    {
-                        "input": shard.path,
-                        "documents": writer.documents,
-                        "errors": len(writer.errors),
-                        "seconds": round(time.perf_counter() - shard_start, 2),
-                        "files": files,
-                    },
-                )
-                summary.documents += writer.documents
-                summary.errors += len(writer.errors)
+                _finish_shard(writer, shard, manifest, summary, time.perf_counter() - shard_start)
                 writer = None
     except BaseException:
         if writer is not None:
@@ -251,14 +265,41 @@ def _write(pending, rows, manifest, vocab, formats, summary, bar) -> None:
         summary.worker_restarts = len(restarted)
 
 
-def _write_errors(folder: Path, shards: list[Shard], manifest: Manifest) -> None:
-    """`errors.jsonl`: every finished shard's errors, in input order (rebuilt from the
-    shards' own files, so a shard redone after a crash is never counted twice)."""
+def _finish_shard(writer: ShardWriter, shard: Shard, manifest: Manifest, summary, seconds) -> None:
+    """Publish a shard and record it -- unless nothing of it could be read or annotated
+    (an unreadable file, or every document failing in the model): such a shard is left
+    unfinished, so that a rerun tries it again, and is listed in `failed_shards`."""
+    errors = writer.errors
+    summary.errors += len(errors)
+    if writer.documents == 0 and any(
+        e["where"] == FILE_WHERE or e["stage"] == "annotate" for e in errors
+    ):
+        writer.abort()
+        summary.failed_shards.append({"shard": shard.name, "input": shard.path, "errors": errors})
+        return
+    files = writer.commit()
+    entry = {
+        "input": shard.path,
+        "documents": writer.documents,
+        "errors": len(errors),
+        "seconds": round(seconds, 2),
+        "files": files,
+    }
+    if writer.adjusted:
+        entry["adjusted"] = writer.adjusted
+    manifest.finish_shard(shard.name, entry)
+    summary.documents += writer.documents
+
+
+def _write_errors(folder: Path, manifest: Manifest) -> None:
+    """`errors.jsonl`: the errors of every finished shard of the folder, in input order
+    (rebuilt from the shards' own files, so a shard redone after a crash is never
+    counted twice, and a rerun over some of the inputs keeps the others' errors)."""
     lines = []
-    for shard in shards:
-        entry = manifest.shards.get(shard.name)
-        if entry and entry.get("errors"):
-            lines.append((folder / (shard.name + ERRORS_SUFFIX)).read_text(encoding="utf8"))
+    for entry in manifest.inputs.values():
+        done = manifest.shards.get(entry["name"])
+        if done and done.get("errors"):
+            lines.append((folder / (entry["name"] + ERRORS_SUFFIX)).read_text(encoding="utf8"))
     path = folder / ERRORS_FILE
     if lines:
         atomic_write_text(path, "".join(lines))

@@ -34,15 +34,13 @@ from pathlib import Path
 from spacy.tokens import Doc
 
 from ..annotations.doc_ids import DOC_ID_KEY
-from ..corpora.base import CorpusFormatError, SeenIds
+from ..corpora.base import CorpusFormatError, SeenIds, decode_line, stream_lines
 from ..corpora.bioc_formats import bioc_document_to_doc, load_bioc_json
 from ..corpora.jsonl import record_to_doc
 from ..corpora.pubtator import (
     PubTatorLineError,
-    decode_line,
     parse_pubtator,
     pubtator_to_doc,
-    stream_lines,
 )
 from ..corpora.report import ConversionReport
 from ..util.jsonl import JsonLineError, json_record

@@ -79,13 +79,15 @@ class PipelineSpec:
 
     def fingerprint(self, component: BioRelationLLM) -> dict[str, Any]:
         """What decides the annotations, with one `sha256` over it: the pipeline folder's
-        files (when `path`), the base model's identity, the adapter's content and every
-        component setting that changes an answer. Batch size and device are left out:
-        they change speed, not the (greedy) answers."""
+        files (when `path`), the base model's identity, the adapter's content, every
+        component setting that changes an answer, and the kind of device ("cpu" or
+        "cuda": GPU kernels and bf16 change scores and can change greedy answers). The
+        batch size is left out: it changes speed, and scores only at float precision."""
         identity: dict[str, Any] = {
             "model": model_identity(component.model),
             "adapter_sha256": folder_sha256(component.adapter) if component.adapter else None,
             "settings": {key: _plain(getattr(component, key)) for key in ANSWER_SETTINGS},
+            "device": device_kind(component.device),
         }
         if self.path is not None:
             identity["pipeline_sha256"] = folder_sha256(self.path)
@@ -123,7 +125,7 @@ def folder_sha256(path: str | Path) -> str:
     so that a changed, added or removed file changes it."""
     from ..util.files import sha256_file
 
-    root = Path(path)
+    root = Path(path).expanduser()
     if root.is_file():
         return sha256_file(root)
     digest = hashlib.sha256()
@@ -136,7 +138,7 @@ def model_identity(model: str) -> dict[str, Any]:
     """A base model's identity: its name, plus for a local folder the sha256 of its
     config and tokenizer files and the names and sizes of its weight files (hashing
     gigabytes of weights on every run would cost more than it protects)."""
-    path = Path(model)
+    path = Path(model).expanduser()
     if not path.is_dir():
         return {"name": model}
     small = {}
@@ -152,6 +154,15 @@ def model_identity(model: str) -> dict[str, Any]:
     return {"name": str(path.resolve()), "files_sha256": small, "weights_bytes": weights}
 
 
+def device_kind(device: str) -> str:
+    """ "cpu" or "cuda": what `device` ("auto", "cpu", "cuda", "cuda:1") runs on here."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value
 
@@ -159,6 +170,7 @@ def _plain(value: Any) -> Any:
 __all__ = [
     "ANSWER_SETTINGS",
     "PipelineSpec",
+    "device_kind",
     "find_component",
     "folder_sha256",
     "model_identity",
