@@ -317,3 +317,34 @@ def _place_relations(
             )
         )
     return out
+
+
+ScoredSpec = tuple[RelationSpec, float, tuple[int, int] | None, tuple[int, int] | None]
+
+
+def restore_scores(doc: Doc, scored: Sequence[ScoredSpec]) -> None:
+    """Put the corpus' relation scores back on `doc._.relations` (`build_doc` places
+    every relation with score 1). `scored`: each relation spec handed to `build_doc`,
+    in order, with its score and the character offsets of its head / tail mention
+    (None where not known). Placed relations keep the specs' order, so they are
+    matched in one pass; a spec left unplaced is passed over."""
+    if all(score == 1.0 for _, score, _, _ in scored):
+        return
+    placed = list(doc._.relations)
+    out, k = [], 0
+    for rel in placed:
+        head, tail = rel.head_span(doc), rel.tail_span(doc)
+        while k < len(scored):
+            spec, score, head_chars, tail_chars = scored[k]
+            k += 1
+            if (
+                (spec.head_id, spec.tail_id, spec.label, spec.novel)
+                == (rel.head_id, rel.tail_id, rel.label, rel.novel)
+                and head_chars in (None, (head.start_char, head.end_char))
+                and tail_chars in (None, (tail.start_char, tail.end_char))
+            ):
+                out.append(rel._replace(score=score))
+                break
+        else:
+            out.append(rel)
+    doc._.relations = out

@@ -13,10 +13,13 @@ exact pieces stored in ``doc.user_data["discontinuous"]`` and reported.
 
 Relations:
 - infons ``entity1`` / ``entity2`` (BioRED): concept level, label = infon ``type``,
-  ``novel`` = infon ``novel``;
+  ``novel`` = infon ``novel``; where two nodes also name annotations (our export writes
+  them), the relation is anchored on those mentions, else on each concept's first;
 - infons ``Chemical`` / ``Disease`` (BC5CDR BioC): concept level, label = infon
   ``relation`` (``CID``);
 - otherwise nodes: the first two nodes' ``refid`` name annotations (mention level).
+
+A ``score`` infon (our export writes one) becomes `Relation.score` (default 1).
 
 BioRED's JSON as published lacks keys that ``bioc.biocjson`` requires (collection /
 document / passage ``infons``, passage ``sentences`` and ``relations``, relation
@@ -45,6 +48,7 @@ from .base import (
     build_doc,
     read_text,
     resolve_make_doc,
+    restore_scores,
 )
 from .report import ConversionReport
 
@@ -188,14 +192,29 @@ def bioc_document_to_doc(
         mentions.append(MentionSpec(start, end, label, kb_id, expected, key, fragments))
 
     relations: list[RelationSpec] = []
+    scores: list[float] = []
     for rel in _all_relations(document):
         infons = rel.infons
         label = _first_infon(infons, LABEL_INFONS)
         novel = infons.get("novel") or infons.get("Novel")
         where = f" (relation {rel.id})" if rel.id else ""
+        score = _score(infons.get("score"), doc_id, where, report)
         if "entity1" in infons and "entity2" in infons:
+            # nodes naming two annotations (our export writes them) anchor the relation
+            # on those mentions; without them, on the first mention of each concept
+            keys = [n.refid for n in rel.nodes[:2]]
+            if len(keys) < 2 or not all(key in ann_ids for key in keys):
+                keys = [None, None]
             relations.append(
-                RelationSpec(infons["entity1"], infons["entity2"], label, novel, where=where)
+                RelationSpec(
+                    infons["entity1"],
+                    infons["entity2"],
+                    label,
+                    novel,
+                    head_key=keys[0],
+                    tail_key=keys[1],
+                    where=where,
+                )
             )
         elif "Chemical" in infons and "Disease" in infons:
             relations.append(
@@ -220,7 +239,27 @@ def bioc_document_to_doc(
                 "relation names neither entity1/entity2 infons nor two nodes",
                 annotation=f"{label}{where}",
             )
-    return build_doc(make_doc, text, doc_id, mentions, relations, report)
+        scores.extend([score] * (len(relations) - len(scores)))  # one per relation kept
+    doc = build_doc(make_doc, text, doc_id, mentions, relations, report)
+    restore_scores(
+        doc, [(spec, score, None, None) for spec, score in zip(relations, scores, strict=True)]
+    )
+    return doc
+
+
+def _score(value: str | None, doc_id: str, where: str, report: ConversionReport) -> float:
+    """A relation's ``score`` infon (our export writes one) as a float in [0, 1]; 1
+    where there is none, or (reported) where it is not such a number."""
+    if value in (None, ""):
+        return 1.0
+    try:
+        score = float(value)
+    except ValueError:
+        score = -1.0
+    if not 0.0 <= score <= 1.0:
+        report.adjust(doc_id, f"relation score {value!r}{where} is not in [0, 1]; read as 1")
+        return 1.0
+    return score
 
 
 def _read_collection(

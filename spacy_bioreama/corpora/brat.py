@@ -38,13 +38,14 @@ from .base import (
     MentionSpec,
     PathArg,
     RelationSpec,
+    ScoredSpec,
     SeenIds,
     build_doc,
     read_text,
     resolve_make_doc,
+    restore_scores,
     split_lines,
 )
-from .jsonl import ScoredSpec, restore_scores
 from .report import ConversionReport
 
 _SPAN = re.compile(r"^(\d+) (\d+)$")
