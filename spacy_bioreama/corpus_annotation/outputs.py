@@ -65,6 +65,8 @@ class ShardWriter:
         self.errors_file = name + ERRORS_SUFFIX
         # one report per format: what a writer had to change (e.g. a PubTator PMID)
         self.reports = {fmt: ExportReport(fmt, str(folder)) for fmt in self.files}
+        if "bioc-xml" in self.reports and "bioc-json" in self.reports:
+            self.reports["bioc-json"] = self.reports["bioc-xml"]  # one BioC document each
         self._streams: dict[str, IO[Any]] = {}
         self._docbin = DocBin(store_user_data=True) if "docbin" in self.files else None
         self._bioc_xml = None
@@ -96,12 +98,14 @@ class ShardWriter:
         self._streams["jsonl"].write(json.dumps(record, ensure_ascii=False) + "\n")
         if "pubtator" in self._streams:
             self._streams["pubtator"].write(doc_to_pubtator(doc, i, self.reports["pubtator"]))
+        bioc_formats = [f for f in ("bioc-xml", "bioc-json") if f in self.files]
+        if bioc_formats:  # built once, written to both BioC files
+            document = doc_to_bioc(doc, i, self.reports[bioc_formats[0]])
         if self._bioc_xml is not None:
-            self._bioc_xml.write_document(doc_to_bioc(doc, i, self.reports["bioc-xml"]))
+            self._bioc_xml.write_document(document)
         if "bioc-json" in self._streams:
             from bioc.biocjson import toJSON
 
-            document = doc_to_bioc(doc, i, self.reports["bioc-json"])
             text = json.dumps(toJSON(document), ensure_ascii=False)
             self._streams["bioc-json"].write(("" if i == 0 else ",\n") + text)
         if self._docbin is not None:
