@@ -31,6 +31,7 @@ from .base import (
     MakeDoc,
     MentionSpec,
     PathArg,
+    SeenIds,
     build_doc,
     read_text,
     resolve_make_doc,
@@ -63,6 +64,7 @@ def read_ncbi_disease(
 def _read_inline(
     path: PathArg, text: str, make_doc: MakeDoc, report: ConversionReport
 ) -> Iterator[Doc]:
+    seen = SeenIds(report)  # a repeated PMID is kept and reported, as in the other layout
     for lineno, line in enumerate(split_lines(text), 1):
         if not line.strip():
             continue
@@ -72,6 +74,7 @@ def _read_inline(
                 path, f"expected 'PMID<TAB>title<TAB>abstract', got {len(cols)} columns", lineno
             )
         pmid = cols[0].strip()
+        seen.check(pmid, f" (again at line {lineno})")
         plain_parts: list[str] = []
         mentions: list[MentionSpec] = []
         offset = 0

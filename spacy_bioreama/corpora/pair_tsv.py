@@ -37,6 +37,7 @@ from .base import (
     MentionSpec,
     PathArg,
     RelationSpec,
+    SeenIds,
     build_doc,
     read_text,
     resolve_make_doc,
@@ -95,6 +96,7 @@ def read_pair_tsv(
         (_placeholder_re(scheme.tail_placeholder), scheme.tail_placeholder, scheme.tail_label),
     ]
     n_cols = 2
+    seen = SeenIds(report)  # an index column may repeat an id: kept, reported
     for lineno, line in enumerate(split_lines(read_text(path)), 1):
         if not line.strip():
             continue
@@ -111,6 +113,7 @@ def read_pair_tsv(
             )
         sentence, label = cols[-2], cols[-1].strip()
         doc_id = cols[0].strip() if n_cols == 3 else f"{scheme.name}:{stem}:{lineno}"
+        seen.check(doc_id, f" (again at line {lineno})")
         if not label:
             raise CorpusFormatError(path, "empty label", lineno)
         if not sentence.strip():

@@ -21,7 +21,15 @@ from typing import Any
 
 from spacy.tokens import Doc
 
-from .base import CorpusFormatError, MakeDoc, PathArg, build_doc, read_text, resolve_make_doc
+from .base import (
+    CorpusFormatError,
+    MakeDoc,
+    PathArg,
+    SeenIds,
+    build_doc,
+    read_text,
+    resolve_make_doc,
+)
 from .report import ConversionReport
 
 ANSWERS = ("yes", "no", "maybe")
@@ -38,13 +46,25 @@ def read_pubmedqa(
     make_doc = resolve_make_doc(make_doc)
     report = ConversionReport("pubmedqa", str(path)) if report is None else report
     try:
-        data = json.loads(read_text(path))
+        data = json.loads(read_text(path), object_pairs_hook=_KeyedObject)
     except json.JSONDecodeError as err:
         raise CorpusFormatError(path, f"invalid JSON: {err.msg}", err.lineno) from None
     if not isinstance(data, dict):
         raise CorpusFormatError(path, "expected a JSON object mapping ids to questions")
-    for qid, item in data.items():
+    seen = SeenIds(report)
+    for qid, item in data.pairs:
+        seen.check(str(qid))
         yield _item_to_doc(str(qid), item, path, make_doc, report)
+
+
+class _KeyedObject(dict):
+    """A JSON object that also keeps its `pairs` in file order, repeats included: a
+    plain dict keeps only the last question of a repeated id, silently dropping the
+    others (found by tests/test_reader_fuzz.py). Repeats are kept and reported."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
 
 
 def _item_to_doc(

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from .backend import Generation
+from .cache_api import cache_kwargs
 
 # How much memory (bytes) the repeated prompt KV cache may take when scoring options (and
 # the shared-prefix cache once repeated across a batch).
@@ -210,8 +211,7 @@ class ChoiceScoring:
             input_ids=inp.to(device),
             attention_mask=attn[:, None].to(device),
             position_ids=pos.to(device),
-            past_key_values=cache,
-            use_cache=True,
+            **cache_kwargs(self.model, cache),
         )
         logp = torch.log_softmax(out.logits.float(), dim=-1)  # (prompts, total, vocab)
         for b, seqs in enumerate(seqs_per_prompt):
@@ -237,8 +237,7 @@ class ChoiceScoring:
             input_ids=inp,
             attention_mask=torch.cat([mask[prompt_idx], opt_mask], dim=-1),
             position_ids=next_pos[prompt_idx][:, None] + torch.arange(length, device=device),
-            past_key_values=cache,
-            use_cache=True,
+            **cache_kwargs(self.model, cache),
         )
         logp = torch.log_softmax(out.logits.float(), dim=-1)  # (rows, length, vocab)
         for r, (b, seq) in enumerate(rows):

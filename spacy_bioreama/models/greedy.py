@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from .backend import Generation, LineGuard
+from .cache_api import cache_kwargs, output_cache
 
 
 class LineEnder:
@@ -156,10 +157,9 @@ class GreedyDecoding:
                 input_ids=next_tok[:, None],
                 attention_mask=mask,
                 position_ids=next_pos[:, None],
-                past_key_values=cache,
-                use_cache=True,
+                **cache_kwargs(self.model, cache),
             )
-            cache = out.past_key_values
+            cache = output_cache(out)
             next_pos = next_pos + 1
             logits = out.logits[:, -1, :].float()
         return answers.generations(batch_ids, self._decode)

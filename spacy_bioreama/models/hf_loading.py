@@ -172,15 +172,49 @@ def text_config(model: Any) -> Any:
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
+# How to turn a pickled PyTorch weights file into safetensors once, where it is trusted.
+_CONVERT_HINT = (
+    'Convert it once, on a machine where you trust the file: python -c "import torch, '
+    "safetensors.torch as st; st.save_file(torch.load('{src}', weights_only=True), "
+    "'{dst}')\""
+)
+
+
 def check_adapter_dir(adapter: Path) -> None:
-    """Fail early, with a clear message, on a folder that is not a safetensors PEFT adapter."""
+    """Fail early, with a clear message, on a folder that is not a safetensors PEFT adapter.
+    A pickled ``adapter_model.bin`` is refused: unpickling can run arbitrary code."""
     if not (adapter / "adapter_config.json").exists():
         raise FileNotFoundError(
             f"{adapter} is not a PEFT adapter directory (no adapter_config.json)"
         )
     if not any(adapter.glob("adapter_model*.safetensors")):
+        pickled = adapter / "adapter_model.bin"
+        why = ""
+        if pickled.exists():
+            hint = _CONVERT_HINT.format(src=pickled, dst=adapter / "adapter_model.safetensors")
+            why = (
+                f"; {pickled.name} is a pickle file, and loading a pickle can run arbitrary "
+                f"code. {hint}"
+            )
         raise ValueError(
-            f"{adapter} has no adapter_model.safetensors; only safetensors adapters are loaded"
+            f"{adapter} has no adapter_model.safetensors; only safetensors adapters are loaded{why}"
+        )
+
+
+def check_model_dir(model: str | Path) -> None:
+    """Refuse, before transformers reads anything, a local model folder whose weights are
+    only pickled PyTorch files (``pytorch_model*.bin``): unpickling can run arbitrary
+    code. Hub ids are held to the same rule by ``use_safetensors=True``."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(folder.glob("pytorch_model*.bin"))
+    if pickled:
+        hint = _CONVERT_HINT.format(src=pickled[0], dst=folder / "model.safetensors")
+        raise ValueError(
+            f"{folder} has only pickled weights ({pickled[0].name}); models are loaded from "
+            f"safetensors only, since loading a pickle can run arbitrary code. {hint} "
+            "(sharded checkpoints: load and save_pretrained them once with transformers)"
         )
 
 
@@ -208,10 +242,12 @@ def load_model_and_tokenizer(
         check_adapter_dir(adapter)
         if (adapter / "tokenizer_config.json").exists():
             tok_source = adapter
+    check_model_dir(model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(tok_source, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
         model_name_or_path,
         dtype=torch_dtype,
+        use_safetensors=True,
         # Load straight onto the GPU rather than through CPU memory.
         device_map=str(dev) if dev.type == "cuda" else None,
         trust_remote_code=trust_remote_code,
@@ -335,6 +371,7 @@ __all__ = [
     "PromptEncoding",
     "PromptTooLongError",
     "check_adapter_dir",
+    "check_model_dir",
     "eos_token_ids",
     "load_model_and_tokenizer",
     "resolve_device",

@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from .cache_api import cache_kwargs, output_cache
+
 # Prompts are grouped on a shared prefix when their common token prefix is at least this
 # long and at least this fraction of the shortest prompt of the group (see `prefix_groups`).
 PREFIX_MIN_TOKENS = 32
@@ -208,11 +210,11 @@ class PrefixBatching:
         )
         if prefix is not None:
             mask = torch.cat([mask.new_ones((n, start)), mask], dim=-1)
-            kwargs["past_key_values"] = prefix.repeated(n)
+            kwargs.update(cache_kwargs(self.model, prefix.repeated(n)))
         kwargs["attention_mask"] = mask
         out = self._forward_last_logits(kwargs)
         next_pos = mask.sum(-1)
-        return out.logits[:, -1, :].float(), out.past_key_values, mask, next_pos
+        return out.logits[:, -1, :].float(), output_cache(out), mask, next_pos
 
     def _forward_last_logits(self, kwargs: dict[str, Any]) -> Any:
         """The model's forward pass, asking for the last position's logits only where the

@@ -35,6 +35,7 @@ from ..tasks import ner
 from ..tasks import relation as re_task
 from ..tasks.names import TASK_ENTITIES, TASK_RELATIONS
 from ..tasks.windows import split_windows
+from .adapter_integrity import HASHES_KEY, adapter_hashes, bytes_hashes, check_hashes
 
 ADAPTER_DIR = "adapter"
 SETTINGS_FILE = "settings.json"
@@ -57,9 +58,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_new_tokens": 256,
     "max_prompt_tokens": 1024,
     "max_pairs_per_window": 100,
+    "max_pairs_per_doc": 1000,
     "relation_threshold": 0.0,
     "none_threshold": 0.5,
     "device": "auto",
+    "trust_remote_code": False,
     "keep_pair_scores": False,
     "scorer": {"@scorers": BIO_SCORER},
 }
@@ -76,6 +79,7 @@ CONFIGURABLE = (
     "max_new_tokens",
     "max_prompt_tokens",
     "max_pairs_per_window",
+    "max_pairs_per_doc",
     "relation_threshold",
     "none_threshold",
     "keep_pair_scores",
@@ -92,6 +96,8 @@ def validate_settings(
     max_new_tokens: int,
     max_prompt_tokens: int,
     none_threshold: float | None,
+    max_pairs_per_window: int = 1,
+    max_pairs_per_doc: int = 1,
 ) -> None:
     """Raise a ValueError naming the field when component settings cannot work. The one
     check for the factory (`__init__`) and for `configure` on a loaded pipeline, so a
@@ -106,7 +112,13 @@ def validate_settings(
         raise ValueError("bio_relation_llm: entity_labels is empty")
     if TASK_RELATIONS in tasks and not relation_labels:
         raise ValueError("bio_relation_llm: relation_labels is empty")
-    for value, field in ((batch_size, "batch_size"), (max_new_tokens, "max_new_tokens")):
+    positive = (
+        (batch_size, "batch_size"),
+        (max_new_tokens, "max_new_tokens"),
+        (max_pairs_per_window, "max_pairs_per_window"),
+        (max_pairs_per_doc, "max_pairs_per_doc"),
+    )
+    for value, field in positive:
         if value < 1:
             raise ValueError(f"bio_relation_llm: {field} must be >= 1, got {value}")
     if max_prompt_tokens < 2 * PROMPT_MARGIN_TOKENS:
@@ -148,9 +160,11 @@ def make_bio_relation_llm(
     max_new_tokens: int,
     max_prompt_tokens: int,
     max_pairs_per_window: int,
+    max_pairs_per_doc: int,
     relation_threshold: float,
     none_threshold: float | None,
     device: str,
+    trust_remote_code: bool,
     keep_pair_scores: bool,
     scorer: Callable[..., dict[str, Any]] | None,
 ) -> BioRelationLLM:
@@ -168,9 +182,11 @@ def make_bio_relation_llm(
         max_new_tokens=max_new_tokens,
         max_prompt_tokens=max_prompt_tokens,
         max_pairs_per_window=max_pairs_per_window,
+        max_pairs_per_doc=max_pairs_per_doc,
         relation_threshold=relation_threshold,
         none_threshold=none_threshold,
         device=device,
+        trust_remote_code=trust_remote_code,
         keep_pair_scores=keep_pair_scores,
         scorer=scorer,
     )
@@ -198,9 +214,11 @@ class BioRelationLLM:
         max_new_tokens: int = 256,
         max_prompt_tokens: int = 1024,
         max_pairs_per_window: int = 100,
+        max_pairs_per_doc: int = 1000,
         relation_threshold: float = 0.0,
         none_threshold: float | None = 0.5,
         device: str = "auto",
+        trust_remote_code: bool = False,
         keep_pair_scores: bool = False,
         scorer: Callable[..., dict[str, Any]] | None = None,
         backend: GenerationBackend | None = None,
@@ -213,6 +231,8 @@ class BioRelationLLM:
             max_new_tokens=max_new_tokens,
             max_prompt_tokens=max_prompt_tokens,
             none_threshold=none_threshold,
+            max_pairs_per_window=max_pairs_per_window,
+            max_pairs_per_doc=max_pairs_per_doc,
         )
         self.nlp = nlp
         self.name = name
@@ -227,9 +247,12 @@ class BioRelationLLM:
         self.max_new_tokens = max_new_tokens
         self.max_prompt_tokens = max_prompt_tokens
         self.max_pairs_per_window = max_pairs_per_window
+        self.max_pairs_per_doc = max_pairs_per_doc
         self.relation_threshold = relation_threshold
         self.none_threshold = none_threshold
         self.device = device
+        # Off unless the user sets it: a model folder's own Python code never runs.
+        self.trust_remote_code = bool(trust_remote_code)
         self.keep_pair_scores = bool(keep_pair_scores)
         # By registry name, not by import: the scorers live in evaluation/, above the
         # pipeline. They are registered when `spacy_bioreama` is imported (its
@@ -271,6 +294,7 @@ class BioRelationLLM:
                 device=self.device,
                 max_prompt_tokens=self.max_prompt_tokens,
                 batch_size=self.batch_size,
+                trust_remote_code=self.trust_remote_code,
             )
         return self._backend
 
@@ -354,6 +378,7 @@ class BioRelationLLM:
     def _predict_relations(self, docs: list[Doc], windows: list[list[tuple[int, int]]]) -> None:
         examples = []
         for i, doc in enumerate(docs):
+            left = self.max_pairs_per_doc  # the document's pair prompts, all windows together
             for window in windows[i]:
                 concepts = re_task.collect_concepts(doc, window)
                 pairs = re_task.candidate_pairs(concepts, self._allowed_pairs)
@@ -362,6 +387,10 @@ class BioRelationLLM:
                 if len(pairs) > self.max_pairs_per_window:
                     self.stats["re_pairs_skipped"] += len(pairs) - self.max_pairs_per_window
                     pairs = pairs[: self.max_pairs_per_window]
+                if len(pairs) > left:
+                    self.stats["re_pairs_skipped_doc_cap"] += len(pairs) - left
+                    pairs = pairs[:left]
+                left -= len(pairs)
                 for head, tail in pairs:
                     examples.append(
                         (i, re_task.build_example(doc, head, tail, self.relation_labels, window))
@@ -481,7 +510,10 @@ class BioRelationLLM:
                 if target.exists():
                     shutil.rmtree(target)
                 shutil.copytree(source, target)
-        (path / SETTINGS_FILE).write_text(json.dumps(self._settings(), indent=2))
+        settings = self._settings()
+        if self.adapter:
+            settings[HASHES_KEY] = adapter_hashes(path / ADAPTER_DIR)
+        (path / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
 
     def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
         """Settings plus the adapter's files (adapters are small: a few MB)."""
@@ -493,7 +525,10 @@ class BioRelationLLM:
             files = {
                 str(f.relative_to(source)): f.read_bytes() for f in source.rglob("*") if f.is_file()
             }
-        return srsly.msgpack_dumps({"settings": self._settings(), "adapter_files": files})
+        settings = self._settings()
+        if files:
+            settings[HASHES_KEY] = bytes_hashes(files)
+        return srsly.msgpack_dumps({"settings": settings, "adapter_files": files})
 
     def from_bytes(self, data: bytes, *, exclude: Iterable[str] = ()) -> BioRelationLLM:
         """Inverse of `to_bytes`: the adapter is written once to the model cache,
@@ -503,6 +538,9 @@ class BioRelationLLM:
         msg = srsly.msgpack_loads(data)
         self.model = msg["settings"].get("model", self.model)
         files = msg.get("adapter_files") or {}
+        recorded = msg["settings"].get(HASHES_KEY)
+        if recorded is not None:
+            check_hashes(bytes_hashes(files), recorded, "the serialised pipeline bytes")
         if files:
             digest = hashlib.sha256()
             for name in sorted(files):
@@ -527,14 +565,19 @@ class BioRelationLLM:
         return state
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> BioRelationLLM:
-        """Load settings; a saved adapter replaces the configured one."""
+        """Load settings; a saved adapter replaces the configured one, after its files are
+        checked against the hashes `to_disk` recorded (`AdapterIntegrityError`)."""
         path = Path(path)
         settings_file = path / SETTINGS_FILE
         if settings_file.exists():
             settings = json.loads(settings_file.read_text())
             self.model = settings.get("model", self.model)
             if settings.get("adapter"):
-                self.adapter = str(path / settings["adapter"])
+                adapter = path / settings["adapter"]
+                recorded = settings.get(HASHES_KEY)
+                if recorded is not None:  # pipelines saved before hashes were recorded: none
+                    check_hashes(adapter_hashes(adapter), recorded, str(adapter))
+                self.adapter = str(adapter)
         self._backend = None
         self._window_budget = None
         return self

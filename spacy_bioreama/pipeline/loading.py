@@ -110,6 +110,7 @@ ANSWER_SETTINGS = (
     "max_new_tokens",
     "max_prompt_tokens",
     "max_pairs_per_window",
+    "max_pairs_per_doc",
     "relation_threshold",
     "none_threshold",
 )

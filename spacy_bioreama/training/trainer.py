@@ -98,11 +98,17 @@ def load_model(cfg: TrainConfig, precision: Precision, local_rank: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..models import resolve_model
+    from ..models.hf_loading import check_model_dir
 
     source = resolve_model(cfg.model.base)
+    check_model_dir(source)
     trust = cfg.model.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
-    kwargs: dict[str, Any] = {"dtype": precision.load_dtype, "trust_remote_code": trust}
+    kwargs: dict[str, Any] = {
+        "dtype": precision.load_dtype,
+        "trust_remote_code": trust,
+        "use_safetensors": True,
+    }
     if precision.device == "cuda":
         kwargs["device_map"] = {"": local_rank}
     if cfg.training.qlora:
@@ -138,11 +144,14 @@ def wrap_lora(cfg: TrainConfig, model: Any):
     from peft import PeftModel, get_peft_model
 
     if cfg.model.adapter_init:
+        from ..models.hf_loading import check_adapter_dir
+
         path = Path(cfg.model.adapter_init).expanduser()
         if not (path / "adapter_config.json").is_file():
             raise FileNotFoundError(
                 f"model.adapter_init {str(path)!r} is not a PEFT adapter directory"
             )
+        check_adapter_dir(path)
         # The adapter's own LoRA config (rank, targets) applies; [lora] is not used.
         return PeftModel.from_pretrained(model, str(path), is_trainable=True)
     return get_peft_model(model, cfg.lora)
