@@ -27,6 +27,39 @@ def normalise_concept(text: str) -> str:
     return _SPACE_RE.sub(" ", text.strip().lower())
 
 
+def text_length(doc: Doc) -> int:
+    """``len(doc.text)`` without building the text (``Doc.text`` joins every token on
+    each access: per-window calls on a long document would be quadratic)."""
+    if not len(doc):
+        return 0
+    last = doc[-1]
+    return last.idx + len(last.text_with_ws)
+
+
+def text_slice(doc: Doc, start: int, end: int) -> str:
+    """``doc.text[start:end]`` (0 <= start) from the tokens that overlap the range
+    only, found by binary search (see `text_length`)."""
+    n = len(doc)
+    lo, hi = 0, n
+    while lo < hi:  # the first token ending after `start`
+        mid = (lo + hi) // 2
+        token = doc[mid]
+        if token.idx + len(token.text_with_ws) <= start:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == n or start >= end:
+        return ""
+    base = doc[lo].idx
+    parts = []
+    for i in range(lo, n):
+        token = doc[i]
+        if token.idx >= end:
+            break
+        parts.append(token.text_with_ws)
+    return "".join(parts)[start - base : end - base]
+
+
 def split_at_boundaries(doc: Doc, boundaries: Iterable[int]) -> Doc:
     """Return `doc` re-tokenised so that every character offset in `boundaries`
     falls on a token edge (the text is unchanged). Returns `doc` itself when no

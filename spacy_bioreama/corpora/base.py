@@ -175,6 +175,11 @@ def _check_mention(
             f"{shown!r} ({m.label})",
         )
         return None
+    if not m.label:
+        # spaCy reads the label "" as "no entity": such a span would silently vanish
+        # from doc.ents (found by tests/test_reader_fuzz.py), so it is reported instead
+        report.unplaceable(doc_id, "mention without a type", m.start, m.end, repr(shown))
+        return None
     actual = text[m.start : m.end]
     if m.text is not None and actual != m.text:
         if actual == m.text.strip():

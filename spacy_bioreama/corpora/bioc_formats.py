@@ -28,6 +28,7 @@ document / passage ``infons``, passage ``sentences`` and ``relations``, relation
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -54,6 +55,9 @@ from .report import ConversionReport
 
 ID_INFONS = ("identifier", "Identifier", "MESH", "NCBI Gene")
 LABEL_INFONS = ("type", "relation", "relation_type", "Type")
+# Passages sit at their offsets, gaps filled with spaces; real gaps are a character or
+# a few (a section heading left out), never this many (found by tests/test_reader_fuzz.py)
+MAX_PASSAGE_GAP = 100_000
 
 
 # -- loading -------------------------------------------------------------------------
@@ -61,43 +65,92 @@ def load_bioc_xml(path: PathArg) -> BioCCollection:
     """Parse a BioC XML file with `bioc.biocxml`; syntax errors name file and line."""
     from lxml import etree
 
-    try:
-        with open(path, "rb") as fp:
+    with open(path, "rb") as fp:
+        try:
             return bioc.biocxml.load(fp)
-    except etree.XMLSyntaxError as err:
-        raise CorpusFormatError(path, f"invalid XML: {err.msg}", err.lineno) from None
-    except (ValueError, TypeError, AttributeError) as err:
-        raise CorpusFormatError(path, f"invalid BioC XML: {err}") from None
+        except etree.XMLSyntaxError as err:
+            raise CorpusFormatError(path, f"invalid XML: {err.msg}", err.lineno) from None
+        except OSError:
+            # lxml reports some malformed files (bytes not in the declared encoding) as
+            # an OSError without a line (found by tests/test_reader_fuzz.py); parsing
+            # the bytes again gives the syntax error with its line
+            fp.seek(0)
+            data = io.BytesIO(fp.read())
+            try:
+                etree.parse(data, etree.XMLParser(resolve_entities=False, no_network=True))
+            except etree.XMLSyntaxError as err:
+                raise CorpusFormatError(path, f"invalid XML: {err.msg}", err.lineno) from None
+            raise
+        except (ValueError, TypeError, AttributeError, KeyError) as err:
+            # KeyError: a required attribute missing (a <location> without offset=)
+            raise CorpusFormatError(path, f"invalid BioC XML: missing or bad {err}") from None
 
 
 def _fill_json(obj: dict[str, Any], path: PathArg) -> dict[str, Any]:
-    """Add the keys `bioc.biocjson` requires and BioRED's JSON leaves out."""
+    """Add the keys `bioc.biocjson` requires and BioRED's JSON leaves out, and check the
+    type of every field the conversion reads: a value of the wrong type (an offset that
+    is a string or a float, a list that is null, ...) is a `CorpusFormatError` naming the
+    document, never a TypeError deep in the conversion nor a truncated offset (found by
+    tests/test_reader_fuzz.py). Integer infon values are read as strings."""
     if not isinstance(obj, dict) or not isinstance(obj.get("documents"), list):
         raise CorpusFormatError(path, "not a BioC JSON collection (no 'documents' list)")
     for key in ("source", "date", "key"):
         obj.setdefault(key, "")
-    obj.setdefault("infons", {})
+    where = "collection"
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise CorpusFormatError(path, f"{where}: {what}")
+
+    def objects(holder: dict[str, Any], key: str) -> list[dict[str, Any]]:
+        value = holder.setdefault(key, [])
+        need(isinstance(value, list), f"{key!r} must be a list")
+        need(all(isinstance(v, dict) for v in value), f"every item of {key!r} must be an object")
+        return value
+
+    def integer(holder: dict[str, Any], key: str) -> None:
+        value = holder.get(key)
+        need(isinstance(value, int) and not isinstance(value, bool), f"{key!r} must be an integer")
+
+    def string(holder: dict[str, Any], key: str, default: str | None) -> None:
+        value = holder.setdefault(key, default)
+        need(value is None or isinstance(value, str), f"{key!r} must be a string")
+
+    def infons(holder: dict[str, Any]) -> None:
+        value = holder.setdefault("infons", {})
+        need(isinstance(value, dict), "'infons' must be an object")
+        for key, item in value.items():
+            if isinstance(item, int) and not isinstance(item, bool):
+                value[key] = str(item)
+            need(isinstance(value[key], str), f"infon {key!r} must be a string")
 
     def fill_annotations(holder: dict[str, Any]) -> None:
-        for ann in holder.setdefault("annotations", []):
-            ann.setdefault("infons", {})
-            ann.setdefault("text", None)
-            ann.setdefault("locations", [])
-        for rel in holder.setdefault("relations", []):
-            rel.setdefault("infons", {})
-            rel.setdefault("nodes", [])
+        for ann in objects(holder, "annotations"):
+            infons(ann)
+            string(ann, "text", None)
+            for loc in objects(ann, "locations"):
+                integer(loc, "offset")
+                integer(loc, "length")
+        for rel in objects(holder, "relations"):
+            infons(rel)
+            for node in objects(rel, "nodes"):
+                string(node, "refid", "")
 
-    for doc in obj["documents"]:
-        if not isinstance(doc, dict) or "id" not in doc:
-            raise CorpusFormatError(path, "a document without an 'id'")
-        doc.setdefault("infons", {})
-        for passage in doc.setdefault("passages", []):
-            passage.setdefault("infons", {})
-            if "offset" not in passage:
-                raise CorpusFormatError(path, f"document {doc['id']}: passage without 'offset'")
-            for sentence in passage.setdefault("sentences", []):
-                sentence.setdefault("infons", {})
-                sentence.setdefault("text", "")
+    infons(obj)
+    for doc in objects(obj, "documents"):
+        need("id" in doc, "a document without an 'id'")
+        need(isinstance(doc["id"], str | int) and not isinstance(doc["id"], bool), "bad 'id'")
+        where = f"document {doc['id']}"
+        infons(doc)
+        for passage in objects(doc, "passages"):
+            infons(passage)
+            need("offset" in passage, "passage without 'offset'")
+            integer(passage, "offset")
+            string(passage, "text", None)
+            for sentence in objects(passage, "sentences"):
+                infons(sentence)
+                integer(sentence, "offset")
+                string(sentence, "text", "")
                 fill_annotations(sentence)
             fill_annotations(passage)
         fill_annotations(doc)
@@ -131,6 +184,13 @@ def _document_text(document: BioCDocument, path: PathArg) -> str:
             raise CorpusFormatError(
                 path, f"document {document.id}: text at offset {offset} overlaps earlier text"
             )
+        if offset - len(text) > MAX_PASSAGE_GAP:
+            # a mistyped offset must not make us allocate gigabytes of spaces (or hang)
+            raise CorpusFormatError(
+                path,
+                f"document {document.id}: text at offset {offset} leaves a gap of "
+                f"{offset - len(text)} characters (more than {MAX_PASSAGE_GAP})",
+            )
         text += " " * (offset - len(text)) + piece
     return text
 
@@ -162,6 +222,9 @@ def bioc_document_to_doc(
     document: BioCDocument, make_doc: MakeDoc, report: ConversionReport, path: PathArg
 ) -> Doc:
     """Build the spaCy Doc of one BioC document."""
+    if document.id in (None, ""):
+        # else str(None) would name the Doc "None" (found by tests/test_reader_fuzz.py)
+        raise CorpusFormatError(path, "a document without an <id>")
     doc_id = str(document.id)
     text = _document_text(document, path)
     mentions: list[MentionSpec] = []

@@ -28,6 +28,7 @@ One Doc per ``<document>`` (``doc.user_data["doc_id"]`` = its id, e.g.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -229,7 +230,9 @@ def read_ddi(
     seen = SeenIds(report)
     for file in ddi_files(path):
         try:
-            tree = etree.parse(str(file), _PARSER)
+            # parsed from bytes: from a file name, lxml reports some errors (bytes not in
+            # the declared encoding) as an OSError without a line (tests/test_reader_fuzz.py)
+            tree = etree.parse(io.BytesIO(file.read_bytes()), _PARSER)
         except etree.XMLSyntaxError as err:
             raise CorpusFormatError(file, f"invalid XML: {err.msg}", err.lineno) from None
         root = tree.getroot()

@@ -78,6 +78,14 @@ def _item_to_doc(
         raise CorpusFormatError(path, f"entry {qid}: needs QUESTION (text) and CONTEXTS (list)")
     if not all(isinstance(c, str) for c in contexts):
         raise CorpusFormatError(path, f"entry {qid}: CONTEXTS must be strings")
+    # lists of the wrong type would fail deep in the conversion or be split into
+    # characters (found by tests/test_reader_fuzz.py)
+    for key in ("LABELS", "MESHES"):
+        value = item.get(key)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            raise CorpusFormatError(path, f"entry {qid}: {key} must be a list of strings")
     labels = item.get("LABELS") or []
     answer = item.get("final_decision")
     if answer is not None and answer not in ANSWERS:

@@ -184,8 +184,14 @@ def parse_pubtator(
         yield parser.doc
 
 
+_INT = re.compile(r"-?[0-9]+")
+
+
 def _is_int(value: str) -> bool:
-    return value.strip().lstrip("-").isdigit()
+    """An ASCII integer (surrounding whitespace allowed). Not ``str.isdigit``: that
+    accepts "--3" and "²", which `int` then rejects with a bare ValueError (found by
+    tests/test_reader_fuzz.py), and other scripts' digits."""
+    return _INT.fullmatch(value.strip()) is not None
 
 
 def pubtator_to_doc(

@@ -331,6 +331,7 @@ class BioRelationLLM:
             yield from self._process(list(docs))
 
     def _process(self, docs: list[Doc]) -> list[Doc]:
+        _refuse_forked_process()
         self.stats["docs"] += len(docs)
         budget = self._budget()
         windows = [split_windows(doc, self.backend.count_tokens, budget) for doc in docs]
@@ -351,6 +352,7 @@ class BioRelationLLM:
             [ex for _, ex in examples], self.max_new_tokens, line_guard=ner.line_repeats_a_form
         )
         mentions_per_doc: list[list[tuple[int, int, str]]] = [[] for _ in docs]
+        texts = [doc.text for doc in docs]  # once per document: Doc.text joins every token
         for (i, example), generation in zip(examples, generations, strict=True):
             if generation is None:
                 continue
@@ -368,7 +370,7 @@ class BioRelationLLM:
             if not well_formed:
                 self.stats["ner_answers_unparseable"] += 1
             mentions_per_doc[i].extend(
-                ner.ground(docs[i].text, parsed.mentions, example.meta["window"], self.stats)
+                ner.ground(texts[i], parsed.mentions, example.meta["window"], self.stats)
             )
         for doc, mentions in zip(docs, mentions_per_doc, strict=True):
             _, spans = ner.place_mentions(doc, mentions)
@@ -581,6 +583,28 @@ class BioRelationLLM:
         self._backend = None
         self._window_budget = None
         return self
+
+
+# Why `nlp.pipe(n_process=2)` is refused, and what to do instead.
+FORKED_PROCESS_MESSAGE = (
+    "bio_relation_llm does not run in a forked process (nlp.pipe(n_process > 1) forks "
+    "on this platform): torch's thread pools do not survive a fork and the process can "
+    "hang, and every process would load its own copy of the model onto the same cores. "
+    "Use one process with a larger batch_size (nlp.pipe(texts, batch_size=16)), or, for a "
+    "collection, `python -m spacy_bioreama annotate-corpus --engine ray --num-workers N`, "
+    "which starts each worker cleanly."
+)
+
+
+def _refuse_forked_process() -> None:
+    """Raise `RuntimeError(FORKED_PROCESS_MESSAGE)` inside a process that multiprocessing
+    forked (spaCy's `n_process` workers), before any torch call can hang there."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None and (
+        multiprocessing.get_start_method(allow_none=True) in (None, "fork")
+    ):
+        raise RuntimeError(FORKED_PROCESS_MESSAGE)
 
 
 def _pair_score(head: Any, tail: Any, answer: str, generation: Generation) -> dict[str, Any]:

@@ -22,7 +22,13 @@ from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
 from ..annotations.labels import BIORED_ENTITY_LABELS
-from ..annotations.spans import all_mentions, normalise_concept, split_tokens_at
+from ..annotations.spans import (
+    all_mentions,
+    normalise_concept,
+    split_tokens_at,
+    text_length,
+    text_slice,
+)
 from .base import TaskExample, pick_instruction
 from .names import NER
 from .units import (
@@ -79,13 +85,13 @@ def build_example(
     rng: random.Random | None = None,
 ) -> TaskExample:
     """The NER example for `doc` (or the character window of it)."""
-    start, end = window if window is not None else (0, len(doc.text))
+    start, end = window if window is not None else (0, text_length(doc))
     instruction = pick_instruction(INSTRUCTIONS, rng).format(types=", ".join(labels))
     target = render_target(doc, labels, (start, end)) if with_target else None
     return TaskExample(
         task=TASK_NAME,
         instruction=instruction,
-        input=f"Text: {doc.text[start:end]}",
+        input=f"Text: {text_slice(doc, start, end)}",
         output=target,
         meta={"window": (start, end)},
     )

@@ -28,7 +28,13 @@ from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
 from ..annotations.labels import BIORED_RELATION_LABELS, NEGATIVE_RELATION_LABELS
-from ..annotations.spans import all_mentions, concept_ids, split_concept_ids
+from ..annotations.spans import (
+    all_mentions,
+    concept_ids,
+    split_concept_ids,
+    text_length,
+    text_slice,
+)
 from .answers import ANSWER_PREFIX, parse_choice
 from .base import TaskExample, pick_instruction
 from .names import RE
@@ -75,7 +81,7 @@ def collect_concepts(doc: Doc, window: tuple[int, int] | None = None) -> list[Co
     """Concepts with a mention inside `window`, in order of first mention there. The
     representative mention is the concept's first mention in `doc.ents` (so that the
     `doc._.rel` view can index it), else its first overflow mention."""
-    start, end = window if window is not None else (0, len(doc.text))
+    start, end = window if window is not None else (0, text_length(doc))
     in_ents = {(e.start, e.end, e.label_) for e in doc.ents}
     first: dict[str, Span] = {}
     representative: dict[str, Span] = {}
@@ -134,11 +140,11 @@ def build_example(
     rng: random.Random | None = None,
 ) -> TaskExample:
     """The pair-classification example for (head, tail) in `doc` (or a window of it)."""
-    start, end = window if window is not None else (0, len(doc.text))
+    start, end = window if window is not None else (0, text_length(doc))
     choices = answer_choices(labels)
     instruction = pick_instruction(INSTRUCTIONS, rng).format(labels=", ".join(choices))
     text = (
-        f"Text: {doc.text[start:end]}\n\n"
+        f"Text: {text_slice(doc, start, end)}\n\n"
         f"Entity 1: {head.name} ({head.label})\n"
         f"Entity 2: {tail.name} ({tail.label})"
     )
@@ -220,7 +226,7 @@ def concept_mentions(
 ) -> list[tuple[int, int]]:
     """Character ranges of every mention of `concept` (by concept id, as
     `collect_concepts` groups them) inside `window`, in text order."""
-    start, end = window if window is not None else (0, len(doc.text))
+    start, end = window if window is not None else (0, text_length(doc))
     found = []
     for span in all_mentions(doc):
         if span.start_char < start or span.end_char > end:
@@ -249,7 +255,7 @@ def evidence_sentences(
     mentioning the tail (one range when they coincide). Empty when a concept has no
     mention in the window. Sentences come from `doc.sents` when the Doc has sentence
     boundaries, else from the punctuation rule `split_windows` uses, clipped to `window`."""
-    start, end = window if window is not None else (0, len(doc.text))
+    start, end = window if window is not None else (0, text_length(doc))
     sentences = [(max(a, start), min(b, end)) for a, b in sentence_ranges(doc)]
     sentences = [(a, b) for a, b in sentences if a < b]
     heads = concept_mentions(doc, head, (start, end))
