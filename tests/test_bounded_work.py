@@ -84,6 +84,7 @@ def test_n_process_fails_with_a_clear_message(tiny_model_dir):
 # while one 1 MB document is annotated.
 STREAM_GROWTH_MIB = 48
 LONG_DOCUMENT_GROWTH_MIB = 512
+LONG_DOCUMENT_SECONDS = 240
 
 
 @pytest.mark.slow
@@ -116,3 +117,5 @@ def test_peak_rss_stays_flat(tiny_trained_dir):
     assert tiny["growth_mib"] < STREAM_GROWTH_MIB, tiny
     assert long_doc["chars"] >= 1_000_000 and long_doc["windows"] > 1000
     assert long_doc["growth_mib"] < LONG_DOCUMENT_GROWTH_MIB, long_doc
+    # linear time: 48 s measured; the quadratic Doc.text reads took more than 10 minutes
+    assert long_doc["seconds"] < LONG_DOCUMENT_SECONDS, long_doc

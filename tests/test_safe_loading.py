@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import spacy
@@ -86,6 +87,15 @@ def test_remote_code_never_runs_unless_asked(tiny_model_dir, tmp_path):
     except ValueError as err:  # transformers may refuse instead of using its own class
         assert "trust_remote_code" in str(err)
     assert not marker.exists()
+    # The positive control: asked to, transformers does run the folder's code. In its own
+    # process: remote code registers its class for the config type process-wide.
+    code = (
+        "import spacy, sys; c = spacy.blank('en').add_pipe('bio_relation_llm', config="
+        "{'model': sys.argv[1], 'max_prompt_tokens': 256, 'trust_remote_code': True})\n"
+        "try:\n    c.backend\nexcept Exception:\n    pass\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(model)], check=True, timeout=300)
+    assert marker.read_text() == "ran"
 
 
 def _saved_pipeline(tiny_model_dir, tiny_adapter_dir, tmp_path):
@@ -221,3 +231,28 @@ def test_decoding_uses_the_current_cache_argument(tiny_model_dir):
 
     forward = inspect.signature(type(backend.model).forward).parameters
     assert cache_argument(backend.model) == ("cache" if "cache" in forward else "past_key_values")
+
+
+def test_hidden_files_are_not_hashed(tiny_model_dir, tiny_adapter_dir, tmp_path):
+    """`spacy package` leaves hidden files out: a hub download's .gitattributes must not
+    make the packaged pipeline fail its check."""
+    adapter = tmp_path / "hub_adapter"
+    shutil.copytree(tiny_adapter_dir, adapter)
+    (adapter / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    _, path, saved = _saved_pipeline(tiny_model_dir, adapter, tmp_path)
+    (saved / ".gitattributes").unlink()  # what the package would hold
+    assert spacy.load(path).get_pipe("bio_relation_llm").adapter == str(saved)
+
+
+def test_damaged_cached_adapter_is_written_again(
+    tiny_model_dir, tiny_adapter_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SPACY_BIOREAMA_CACHE", str(tmp_path / "cache"))
+    nlp, _, _ = _saved_pipeline(tiny_model_dir, tiny_adapter_dir, tmp_path)
+    data = nlp.get_pipe("bio_relation_llm").to_bytes()
+    clone = nlp.get_pipe("bio_relation_llm").from_bytes(data)
+    cached = Path(clone.adapter) / "adapter_model.safetensors"
+    original = cached.read_bytes()
+    cached.write_bytes(original[:-8])  # the cached copy is damaged later
+    clone.from_bytes(data)
+    assert cached.read_bytes() == original

@@ -78,6 +78,7 @@ def evaluate(
         "max_prompt_tokens": component.max_prompt_tokens,
         "none_threshold": component.none_threshold,
         "max_pairs_per_window": component.max_pairs_per_window,
+        "max_pairs_per_doc": component.max_pairs_per_doc,
         "command": command_line(),
     }
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,7 @@ def load_bioc_xml(path: PathArg) -> BioCCollection:
                 etree.parse(data, etree.XMLParser(resolve_entities=False, no_network=True))
             except etree.XMLSyntaxError as err:
                 raise CorpusFormatError(path, f"invalid XML: {err.msg}", err.lineno) from None
-            raise
+            raise CorpusFormatError(path, "invalid XML (unreadable bytes)") from None
         except (ValueError, TypeError, AttributeError, KeyError) as err:
             # KeyError: a required attribute missing (a <location> without offset=)
             raise CorpusFormatError(path, f"invalid BioC XML: missing or bad {err}") from None

@@ -187,7 +187,7 @@ def check_adapter_dir(adapter: Path) -> None:
         raise FileNotFoundError(
             f"{adapter} is not a PEFT adapter directory (no adapter_config.json)"
         )
-    if not any(adapter.glob("adapter_model*.safetensors")):
+    if not (adapter / "adapter_model.safetensors").is_file():  # the one name PEFT reads
         pickled = adapter / "adapter_model.bin"
         why = ""
         if pickled.exists():

@@ -548,12 +548,19 @@ class BioRelationLLM:
             for name in sorted(files):
                 digest.update(name.encode() + b"\0" + files[name])
             target = cache_dir() / "adapters" / digest.hexdigest()[:16]
+            if target.exists() and adapter_hashes(target) != bytes_hashes(files):
+                shutil.rmtree(target)  # a damaged cached copy: write it again
             if not target.exists():
                 tmp = target.with_name(target.name + f".tmp{os.getpid()}")
                 for name, content in files.items():
                     (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                     (tmp / name).write_bytes(content)
-                os.replace(tmp, target)
+                try:
+                    os.replace(tmp, target)
+                except OSError:  # another process wrote it first
+                    if not target.exists():
+                        raise
+                    shutil.rmtree(tmp, ignore_errors=True)
             self.adapter = str(target)
         self._backend = None
         self._window_budget = None
@@ -587,23 +594,35 @@ class BioRelationLLM:
 
 # Why `nlp.pipe(n_process=2)` is refused, and what to do instead.
 FORKED_PROCESS_MESSAGE = (
-    "bio_relation_llm does not run in a forked process (nlp.pipe(n_process > 1) forks "
-    "on this platform): torch's thread pools do not survive a fork and the process can "
-    "hang, and every process would load its own copy of the model onto the same cores. "
+    "bio_relation_llm does not run in a forked process or a multiprocessing worker "
+    "(nlp.pipe(n_process > 1) starts them): torch's thread pools do not survive a fork "
+    "and the process can hang, and every process would load its own copy of the model "
+    "onto the same cores. "
     "Use one process with a larger batch_size (nlp.pipe(texts, batch_size=16)), or, for a "
     "collection, `python -m spacy_bioreama annotate-corpus --engine ray --num-workers N`, "
     "which starts each worker cleanly."
 )
 
 
+_forked = False
+
+
+def _mark_forked() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_mark_forked)
+
+
 def _refuse_forked_process() -> None:
-    """Raise `RuntimeError(FORKED_PROCESS_MESSAGE)` inside a process that multiprocessing
-    forked (spaCy's `n_process` workers), before any torch call can hang there."""
+    """Raise `RuntimeError(FORKED_PROCESS_MESSAGE)` in a forked child (of any fork: spaCy's
+    `n_process` workers, a pre-forking server) or a multiprocessing worker started another
+    way (spawn, forkserver), before any torch call can hang there. Ray workers are
+    fresh interpreters, neither."""
     import multiprocessing
 
-    if multiprocessing.parent_process() is not None and (
-        multiprocessing.get_start_method(allow_none=True) in (None, "fork")
-    ):
+    if _forked or multiprocessing.parent_process() is not None:
         raise RuntimeError(FORKED_PROCESS_MESSAGE)
 
 
