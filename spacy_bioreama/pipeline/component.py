@@ -540,15 +540,16 @@ class BioRelationLLM:
         msg = srsly.msgpack_loads(data)
         self.model = msg["settings"].get("model", self.model)
         files = msg.get("adapter_files") or {}
+        found = bytes_hashes(files)
         recorded = msg["settings"].get(HASHES_KEY)
         if recorded is not None:
-            check_hashes(bytes_hashes(files), recorded, "the serialised pipeline bytes")
+            check_hashes(found, recorded, "the serialised pipeline bytes")
         if files:
             digest = hashlib.sha256()
             for name in sorted(files):
                 digest.update(name.encode() + b"\0" + files[name])
             target = cache_dir() / "adapters" / digest.hexdigest()[:16]
-            if target.exists() and adapter_hashes(target) != bytes_hashes(files):
+            if target.exists() and adapter_hashes(target) != found:
                 shutil.rmtree(target)  # a damaged cached copy: write it again
             if not target.exists():
                 tmp = target.with_name(target.name + f".tmp{os.getpid()}")
