@@ -59,11 +59,19 @@ def benchmark(
     output: Annotated[Path, typer.Option(help="File for the JSON line.")] = Path(
         "metrics/benchmark.json"
     ),
+    llama_cpp: Annotated[
+        bool | None,
+        typer.Option(
+            "--llama-cpp/--no-llama-cpp",
+            help="Measure llama.cpp on the same prompts (default: when llama-cpp-python, "
+            "the [llamacpp] extra, is installed; --llama-cpp fails without it).",
+        ),
+    ] = None,
 ) -> None:
     """Documents/s, prompt and generated tokens/s and peak RSS of nlp.pipe at several
     batch sizes, against a naive baseline (one model.generate call per prompt, as
-    spacy-llm's Hugging Face models do) measured in the same run on the same prompts.
-    Prints a table, then one JSON line (also written to --output)."""
+    spacy-llm's Hugging Face models do) and llama.cpp (when installed), measured in the
+    same run on the same prompts. Prints a table, then one JSON line (also written to --output)."""
     from ..evaluation.benchmark import format_table, run_benchmark
     from ..util.cmdline import command_line
 
@@ -79,7 +87,7 @@ def benchmark(
         max_prompt_tokens=max_prompt_tokens,
     )
     gold = read_gold(corpus, nlp.vocab, docs, what="corpus")
-    record = run_benchmark(nlp, gold, sizes, command=command_line())
+    record = run_benchmark(nlp, gold, sizes, command=command_line(), llama_cpp=llama_cpp)
     record["data"] = str(corpus)
     if pipeline is not None:
         record["pipeline"] = str(pipeline)

@@ -16,23 +16,15 @@ Ray is an optional dependency (`pip install spacy-bioreama[ray]`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from ..pipeline.loading import PipelineSpec
+from ..util.resources import available_cores
 from .chunks import ChunkAnnotator, Row, Shard, read_chunks, read_shard_rows
 
 ENGINES = ("local", "ray")
 MAX_RESTARTS = 3  # per Ray worker: restarts after a crash, and retries of its chunk
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (its affinity mask where the platform has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

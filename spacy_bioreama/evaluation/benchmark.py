@@ -53,7 +53,8 @@ from ..models.backend import ChatPrompt, Generation, LineGuard
 from ..models.greedy import LineEnder
 from ..pipeline.component import TASK_ENTITIES, BioRelationLLM
 from ..tasks import relation as re_task
-from ..util.resources import peak_rss_bytes
+from ..util.resources import RssSampler, peak_rss_bytes
+from .benchmark_llama_cpp import llama_cpp_version, load_llama_cpp, replay
 
 WARMUP_NEW_TOKENS = 8
 
@@ -67,6 +68,7 @@ class RecordedCall:
     constrained: bool
     answers: list[Generation]
     line_guard: LineGuard | None = None
+    choices: list[Sequence[str] | None] | None = None
 
 
 class RecordingBackend:
@@ -90,7 +92,14 @@ class RecordingBackend:
             prompts, max_new_tokens=max_new_tokens, choices=choices, line_guard=line_guard
         )
         self.calls.append(
-            RecordedCall(list(prompts), max_new_tokens, choices is not None, answers, line_guard)
+            RecordedCall(
+                list(prompts),
+                max_new_tokens,
+                choices is not None,
+                answers,
+                line_guard,
+                list(choices) if choices is not None else None,
+            )
         )
         return answers
 
@@ -316,6 +325,66 @@ def find_component(nlp: Language) -> BioRelationLLM:
     raise ValueError("the pipeline has no bio_relation_llm component")
 
 
+def measure_llama_cpp(
+    nlp: Language,
+    component: BioRelationLLM,
+    hf: Any,
+    gold: Sequence[Doc],
+    calls: Sequence[RecordedCall],
+    batch_sizes: Sequence[int],
+    required: bool = False,
+) -> dict[str, Any]:
+    """The llama.cpp part of the record (`benchmark_llama_cpp`): the recorded prompts
+    replayed at each batch size, then `nlp.pipe` on the llama.cpp backend; llama.cpp's
+    added RSS; or, without llama-cpp-python, how to install it. A model llama.cpp cannot
+    run (no GGUF file, an adapter it cannot apply) is skipped with the reason, or raises
+    when `required`."""
+    from ..models.gguf_lora import LoraConversionError
+    from ..models.llama_cpp import INSTALL_HINT
+
+    version = llama_cpp_version()
+    if version is None:
+        return {"installed": False, "install": INSTALL_HINT}
+    sampler = RssSampler()
+    before = sampler.reset()
+    start = time.perf_counter()
+    try:
+        backend = load_llama_cpp(component, hf.max_prompt_tokens, max(batch_sizes))
+    except (FileNotFoundError, LoraConversionError) as err:
+        sampler.stop()
+        if required:
+            raise
+        return {"installed": True, "version": version, "skipped": str(err)}
+    load_seconds = time.perf_counter() - start
+    try:
+        if calls:  # untimed warm-up: first-use costs of the kernels
+            backend.generate(calls[0].prompts[:1], max_new_tokens=2)
+        replays = {str(b): replay(backend, calls, len(gold), b).summary() for b in batch_sizes}
+        recorder = RecordingBackend(backend)
+        component._backend = recorder
+        try:
+            pipes = {
+                str(b): time_pipeline(nlp, component, recorder, gold, b).summary()
+                for b in batch_sizes
+            }
+        finally:
+            component._backend = hf
+    finally:
+        peak = sampler.stop()
+        threads, gguf = backend.n_threads, str(backend.gguf)
+        backend.close()
+    return {
+        "installed": True,
+        "version": version,
+        "gguf": gguf,
+        "threads": threads,
+        "load_seconds": round(load_seconds, 2),
+        "rss_added_bytes": max(0, peak - before),
+        "replay": replays,
+        "pipe": pipes,
+    }
+
+
 def run_benchmark(
     nlp: Language,
     gold: Sequence[Doc],
@@ -323,9 +392,12 @@ def run_benchmark(
     *,
     command: str | None = None,
     warm_up: bool = True,
+    llama_cpp: bool | None = None,
 ) -> dict[str, Any]:
     """Time `nlp.pipe` at each batch size, then the naive baseline on the prompts of the
-    fastest run; return the JSON record (see the module docstring for what differs)."""
+    fastest run, then llama.cpp on those prompts (`llama_cpp`: None runs it when
+    llama-cpp-python is installed, True requires it, False skips it); return the JSON
+    record (see the module docstring for what differs)."""
     import torch
 
     if not gold:
@@ -344,6 +416,19 @@ def run_benchmark(
         runs = [time_pipeline(nlp, component, recorder, gold, b) for b in batch_sizes]
         best = max(runs, key=lambda r: r.docs_per_s)
         naive = time_naive(hf, best.calls, len(gold), component.relation_labels)
+        if llama_cpp is False:
+            llama: dict[str, Any] = {
+                "installed": llama_cpp_version() is not None,
+                "skipped": "--no-llama-cpp",
+            }
+        else:
+            if llama_cpp and llama_cpp_version() is None:
+                from ..models.llama_cpp import import_llama_cpp
+
+                import_llama_cpp()  # raises LlamaCppNotInstalled with the install command
+            llama = measure_llama_cpp(
+                nlp, component, hf, gold, best.calls, batch_sizes, required=bool(llama_cpp)
+            )
     finally:
         component._backend = hf
         component.batch_size, hf.batch_size = saved
@@ -378,6 +463,7 @@ def run_benchmark(
         "peak_rss_bytes": peak_rss_bytes(),
         "command": command,
         "runs": {str(r.batch_size): r.summary() for r in runs},
+        "llama_cpp": llama,
         "notes": {
             "naive": "same prompts as the fastest run (recorded from its backend calls), "
             "each alone through model.generate: greedy, batch 1, no prefix sharing; "
@@ -389,6 +475,11 @@ def run_benchmark(
             "tokens": "prompt tokens include prefix tokens whose KV cache was reused "
             "(runs.*.prompt_tokens_computed went through the model); generated tokens of "
             "constrained answers are the chosen option's tokens + end-of-sequence",
+            "llama_cpp": "replay: the same recorded prompts through LlamaCppBackend "
+            "(llama.cpp's batching; generation time only, like naive); pipe: nlp.pipe "
+            "with backend llama_cpp (its own entity answers drive its relation prompts); "
+            "identical: answer text equal to ours; rss_added: peak current RSS while "
+            "llama.cpp loaded and ran minus the RSS before",
         },
     }
     return record
@@ -425,8 +516,37 @@ def format_table(record: dict[str, Any]) -> str:
         f"{record['naive_free_prompts']}; naive relation answers naming a label: "
         f"{record['naive_relation_parseable']}/{record['naive_relation_prompts']}"
     )
+    lines.extend(_llama_cpp_lines(record.get("llama_cpp") or {}, record))
     lines.append("peak RSS: process-wide running maximum after each run (not per configuration).")
     return "\n".join(lines)
+
+
+def _llama_cpp_lines(llama: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    """The llama.cpp rows of the table, or why there are none."""
+    if not llama.get("installed"):
+        return [f"llama.cpp: not installed, not measured. Install: {llama.get('install')}"]
+    if llama.get("skipped"):
+        return [f"llama.cpp: skipped ({llama['skipped']})"]
+    added = llama["rss_added_bytes"] / 2**20
+    lines = []
+    for kind, label in (("replay", "llama.cpp replay b"), ("pipe", "nlp.pipe llama_cpp b")):
+        for size, run in llama[kind].items():
+            lines.append(
+                f"{label + size:<22} {run['docs_per_s']:>9.3f} "
+                f"{run['prompt_tokens_per_s']:>13.1f} {run['generated_tokens_per_s']:>10.1f} "
+                f"{run['prompts']:>8} {run['seconds']:>9.2f} {'+' + format(added, '.0f'):>13}"
+            )
+    best = max(llama["replay"].values(), key=lambda run: run["docs_per_s"])
+    ours = record["docs_per_s"]
+    ratio = best["docs_per_s"] / ours if ours else float("nan")
+    lines.append(
+        f"llama.cpp {llama['version']} ({llama['threads']} threads, {llama['gguf']}): best "
+        f"replay {ratio:.2f}x our best nlp.pipe; answers identical to ours: entities "
+        f"{best['free_identical']}/{best['free_prompts']}, relation labels "
+        f"{best['relation_identical']}/{best['relation_prompts']}; RSS column: MiB llama.cpp "
+        "added"
+    )
+    return lines
 
 
 __all__ = [

@@ -33,6 +33,7 @@ from .embedded import (
 
 if TYPE_CHECKING:
     from .hf import HFBackend
+    from .llama_cpp import LlamaCppBackend
 
 DEFAULT_MODEL = "default"
 
@@ -67,12 +68,16 @@ def load_backend(
     *,
     dtype: str = "auto",
     merge_adapter: bool = True,
+    backend: str = "hf",
+    max_new_tokens: int = 256,
     **kwargs: Any,
-) -> HFBackend:
+) -> HFBackend | LlamaCppBackend:
     """Load `model` (name, directory or hub id; see `resolve_model`) + optional LoRA adapter.
 
     `device`: "auto" (CUDA + bf16 when available, else CPU + fp32), "cpu", "cuda",
-    "cuda:N". Extra keyword arguments go to `HFBackend.from_pretrained`.
+    "cuda:N". `backend`: "hf" (`HFBackend`; extra keyword arguments go to its
+    `from_pretrained`) or "llama_cpp" (`LlamaCppBackend` on the model's GGUF file, CPU
+    only; `max_new_tokens` sizes its KV cache).
     """
     from .hf import HFBackend
 
@@ -81,6 +86,22 @@ def load_backend(
         if not adapter_path.is_dir():
             raise FileNotFoundError(f"Adapter directory {os.fspath(adapter)!r} does not exist")
         adapter = adapter_path
+    if backend == "llama_cpp":
+        from .llama_cpp import LlamaCppBackend
+
+        if device not in ("auto", "cpu"):
+            raise ValueError(
+                f"backend 'llama_cpp' runs on the CPU; device {device!r} needs backend 'hf'"
+            )
+        return LlamaCppBackend.from_pretrained(
+            model,
+            adapter,
+            max_prompt_tokens=max_prompt_tokens,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+        )
+    if backend != "hf":
+        raise ValueError(f"backend must be 'hf' or 'llama_cpp', got {backend!r}")
     return HFBackend.from_pretrained(
         resolve_model(model),
         adapter,
@@ -96,6 +117,8 @@ def load_backend(
 # The torch-dependent names, imported on first use: name -> submodule that defines it.
 _LAZY = {
     "HFBackend": "hf",
+    "LlamaCppBackend": "llama_cpp",
+    "LlamaCppNotInstalled": "llama_cpp",
     "ChoiceGeneration": "choices",
     "LineEnder": "greedy",
     "GenerationStats": "hf_loading",
@@ -127,6 +150,8 @@ __all__ = [
     "GenerationStats",
     "HFBackend",
     "LineEnder",
+    "LlamaCppBackend",
+    "LlamaCppNotInstalled",
     "PLAIN_PROMPT_FORMAT",
     "PromptTooLongError",
     "cache_dir",

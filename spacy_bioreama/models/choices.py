@@ -75,7 +75,7 @@ def kv_bytes_per_token(text_config: Any, dtype: torch.dtype) -> int:
     return 2 * layers * kv_heads * head_dim * elem
 
 
-def _trie_log_probs(
+def trie_log_probs(
     seqs: list[tuple[int, ...]],
     node_logp: dict[tuple[int, ...], torch.Tensor],
     eos: torch.Tensor,
@@ -273,31 +273,38 @@ class ChoiceScoring:
 
         results = []
         for b, opts in enumerate(batch_options):
-            seq_score = _trie_log_probs(seqs_per_prompt[b], node_logp[b], eos)
+            seq_score = trie_log_probs(seqs_per_prompt[b], node_logp[b], eos)
             assert opts is not None
             scores = [seq_score[self.option_token_ids(o)] for o in opts]
-            results.append(self._best_option(opts, scores, len(batch_ids[b])))
+            results.append(best_option(opts, scores, len(batch_ids[b]), self.option_token_ids))
         return results
 
-    def _best_option(
-        self, opts: list[str], scores: list[float], prompt_tokens: int
-    ) -> ChoiceGeneration:
-        best = max(range(len(opts)), key=lambda k: scores[k])
-        best_ids = self.option_token_ids(opts[best])
-        return ChoiceGeneration(
-            text=opts[best],
-            logprob=min(0.0, scores[best]),
-            prompt_tokens=prompt_tokens,
-            new_tokens=len(best_ids) + 1,
-            truncated=False,
-            distribution=tuple((o, math.exp(sc)) for o, sc in zip(opts, scores, strict=True)),
-        )
+
+def best_option(
+    opts: list[str],
+    scores: list[float],
+    prompt_tokens: int,
+    option_token_ids: Callable[[str], tuple[int, ...]],
+) -> ChoiceGeneration:
+    """The answer for options `opts` with trie log-probabilities `scores` (shared by every
+    backend that scores options, so their answers are built the same way)."""
+    best = max(range(len(opts)), key=lambda k: scores[k])
+    return ChoiceGeneration(
+        text=opts[best],
+        logprob=min(0.0, scores[best]),
+        prompt_tokens=prompt_tokens,
+        new_tokens=len(option_token_ids(opts[best])) + 1,
+        truncated=False,
+        distribution=tuple((o, math.exp(sc)) for o, sc in zip(opts, scores, strict=True)),
+    )
 
 
 __all__ = [
     "DEFAULT_CHOICE_KV_BUDGET",
     "ChoiceGeneration",
     "ChoiceScoring",
+    "best_option",
     "kv_bytes_per_token",
     "resolve_choice_scoring",
+    "trie_log_probs",
 ]

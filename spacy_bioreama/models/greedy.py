@@ -58,7 +58,7 @@ class LineEnder:
         return process
 
 
-class _Answers:
+class GreedyAnswers:
     """Per-prompt state of a greedy batch, indexed by the prompt's row in the batch (rows
     keep their index when finished rows are dropped from the model's batch)."""
 
@@ -132,7 +132,7 @@ class GreedyDecoding:
         eos = torch.tensor(self.eos_token_ids, device=device)
         logits, cache, mask, next_pos = self._prefill(batch_ids, prefix)
         ender = LineEnder(self, line_guard) if line_guard is not None else None
-        answers = _Answers(len(batch_ids), ender)
+        answers = GreedyAnswers(len(batch_ids), ender)
         active = torch.arange(len(batch_ids), device=device)
         for step in range(max_new_tokens):
             logp = torch.log_softmax(logits, dim=-1)
@@ -165,4 +165,4 @@ class GreedyDecoding:
         return answers.generations(batch_ids, self._decode)
 
 
-__all__ = ["GreedyDecoding", "LineEnder"]
+__all__ = ["GreedyAnswers", "GreedyDecoding", "LineEnder"]

@@ -46,6 +46,9 @@ BIO_SCORER = "spacy_bioreama.bio_scorer.v1"
 # doc.user_data key for every scored candidate pair (with `keep_pair_scores`): what
 # calibration and threshold sweeps need, since doc._.relations holds only the kept pairs.
 PAIR_SCORES_KEY = "bioreama_pair_scores"
+# Generation engines by name: Hugging Face (training parity, GPUs) and llama.cpp (the
+# optional `[llamacpp]` extra: quantised CPU kernels on the GGUF file).
+BACKENDS = ("hf", "llama_cpp")
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": "default",
@@ -62,6 +65,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "relation_threshold": 0.0,
     "none_threshold": 0.5,
     "device": "auto",
+    "backend": "hf",
     "trust_remote_code": False,
     "keep_pair_scores": False,
     "scorer": {"@scorers": BIO_SCORER},
@@ -164,6 +168,7 @@ def make_bio_relation_llm(
     relation_threshold: float,
     none_threshold: float | None,
     device: str,
+    backend: str,
     trust_remote_code: bool,
     keep_pair_scores: bool,
     scorer: Callable[..., dict[str, Any]] | None,
@@ -186,6 +191,7 @@ def make_bio_relation_llm(
         relation_threshold=relation_threshold,
         none_threshold=none_threshold,
         device=device,
+        backend=backend,
         trust_remote_code=trust_remote_code,
         keep_pair_scores=keep_pair_scores,
         scorer=scorer,
@@ -221,7 +227,7 @@ class BioRelationLLM:
         trust_remote_code: bool = False,
         keep_pair_scores: bool = False,
         scorer: Callable[..., dict[str, Any]] | None = None,
-        backend: GenerationBackend | None = None,
+        backend: str | GenerationBackend = "hf",
     ) -> None:
         validate_settings(
             tasks=tasks,
@@ -258,7 +264,15 @@ class BioRelationLLM:
         # pipeline. They are registered when `spacy_bioreama` is imported (its
         # __init__) and, for spaCy, through the spacy_scorers entry point.
         self.scorer = scorer if scorer is not None else registry.scorers.get(BIO_SCORER)()
-        self._backend = backend
+        # `backend`: the engine's name (loaded on first use), or a ready backend object.
+        if isinstance(backend, str):
+            if backend not in BACKENDS:
+                raise ValueError(
+                    f"bio_relation_llm: backend must be one of {list(BACKENDS)}, got {backend!r}"
+                )
+            self.backend_name, self._backend = backend, None
+        else:
+            self.backend_name, self._backend = type(backend).__name__, backend
         self._window_budget: int | None = None
         self._warned_type_pairs = False
         self.stats: Counter[str] = Counter()
@@ -294,6 +308,8 @@ class BioRelationLLM:
                 device=self.device,
                 max_prompt_tokens=self.max_prompt_tokens,
                 batch_size=self.batch_size,
+                backend=self.backend_name,
+                max_new_tokens=self.max_new_tokens,
                 trust_remote_code=self.trust_remote_code,
             )
         return self._backend

@@ -113,6 +113,7 @@ ANSWER_SETTINGS = (
     "max_pairs_per_doc",
     "relation_threshold",
     "none_threshold",
+    "backend_name",
 )
 
 

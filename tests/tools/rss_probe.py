@@ -20,42 +20,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from collections.abc import Iterator
 
-import psutil
+from spacy_bioreama.util.resources import RssSampler, current_rss_bytes
 
 TRAINED_TEXT = "BRCA1 binds PALB2 in breast cancer and aspirin lowers risk."
 
 
-class PeakSampler:
-    """The process's peak RSS since the last `reset` (MiB), sampled in a thread."""
-
-    def __init__(self, interval: float = 0.02) -> None:
-        self.proc = psutil.Process()
-        self.peak = 0.0
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+class PeakSampler(RssSampler):
+    """`RssSampler` in MiB, as this probe reports."""
 
     def rss(self) -> float:
-        return self.proc.memory_info().rss / 2**20
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(self.interval)
+        return current_rss_bytes() / 2**20
 
     def reset(self) -> float:
-        now = self.rss()
-        self.peak = now
-        return now
+        return super().reset() / 2**20
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+    @property
+    def peak_mib(self) -> float:
+        return self.peak / 2**20
 
 
 def build_nlp(model: str, max_new_tokens: int):
@@ -94,8 +78,8 @@ def run_stream(nlp, texts: Iterator[str], total: int, sampler: PeakSampler, chun
         "docs": total,
         "seconds": round(time.perf_counter() - start, 1),
         "rss_after_warmup_mib": round(warm, 1),
-        "peak_after_warmup_mib": round(sampler.peak, 1),
-        "growth_mib": round(sampler.peak - warm, 1),
+        "peak_after_warmup_mib": round(sampler.peak_mib, 1),
+        "growth_mib": round(sampler.peak_mib - warm, 1),
     }
 
 
@@ -156,8 +140,8 @@ def main() -> None:
         "windows": windows,
         "seconds": round(time.perf_counter() - start, 1),
         "rss_before_mib": round(warm, 1),
-        "peak_mib": round(sampler.peak, 1),
-        "growth_mib": round(sampler.peak - warm, 1),
+        "peak_mib": round(sampler.peak_mib, 1),
+        "growth_mib": round(sampler.peak_mib - warm, 1),
     }
     sampler.stop()
     print(json.dumps(out, indent=2))
