@@ -118,8 +118,8 @@ def test_benchmark_table_says_when_llama_cpp_is_missing(monkeypatch) -> None:
     monkeypatch.setattr(benchmark, "llama_cpp_version", lambda: None)
     part = benchmark.measure_llama_cpp(None, None, None, [], [], [1])  # type: ignore[arg-type]
     assert part["installed"] is False and "[llamacpp]" in part["install"]
-    lines = benchmark._llama_cpp_lines(part, {"docs_per_s": 1.0})
-    assert lines == [f"llama.cpp: not installed, not measured. Install: {part['install']}"]
+    line = benchmark.llama_cpp_summary({"docs_per_s": 1.0, "llama_cpp": part})
+    assert line == f"llama.cpp: not installed, not measured. Install: {part['install']}"
 
 
 # -- with llama-cpp-python installed ------------------------------------------------------
@@ -157,12 +157,17 @@ def test_llama_cpp_answers_like_the_hf_backend(llama_backend, embedded_backend) 
     ours = embedded_backend.generate(free, max_new_tokens=12) + embedded_backend.generate(
         pair, max_new_tokens=4, choices=options
     )
-    answers = {}
+    answers, reused = {}, {}
     for size in (1, 4):
         llama_backend.batch_size = size
+        llama_backend.stats.reset()
         answers[size] = llama_backend.generate(free, max_new_tokens=12) + llama_backend.generate(
             pair, max_new_tokens=4, choices=options
         )
+        reused[size] = llama_backend.stats.prefix_tokens_reused
+    # The pair prompts share their text: copied within a batch, and carried from one
+    # batch to the next at batch size 1.
+    assert reused[1] > 20 and reused[4] > 20
     assert [g.text for g in answers[1]] == [g.text for g in answers[4]]
     theirs = answers[4]
     for a, b in zip(ours[:2], theirs[:2], strict=True):
@@ -172,7 +177,6 @@ def test_llama_cpp_answers_like_the_hf_backend(llama_backend, embedded_backend) 
         assert b.text == a.text
         assert sum(b.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
         assert abs(a.probabilities["yes"] - b.probabilities["yes"]) < 0.1
-    assert llama_backend.stats.shared_prefixes > 0  # the pair prompts share their text
 
 
 def test_llama_cpp_applies_the_lora_like_peft(embedded_model_dir: Path, tmp_path: Path) -> None:

@@ -485,11 +485,81 @@ def run_benchmark(
     return record
 
 
+@dataclass(frozen=True)
+class EngineRow:
+    """One row of the three-way table: an engine at one batch size."""
+
+    engine: str
+    docs_per_s: float
+    prompt_tokens_per_s: float
+    generated_tokens_per_s: float
+    prompts: int
+    seconds: float
+    rss: str  # MiB: process peak after the run, or "+N" added by llama.cpp
+
+
+def engine_rows(record: dict[str, Any]) -> list[EngineRow]:
+    """Ours at each batch size, the naive loop, then llama.cpp (replay and nlp.pipe) when
+    it was measured: the rows of `format_table` and of the results page."""
+
+    def row(engine: str, run: dict[str, Any], rss: str) -> EngineRow:
+        return EngineRow(
+            engine,
+            run["docs_per_s"],
+            run["prompt_tokens_per_s"],
+            run["generated_tokens_per_s"],
+            run["prompts"],
+            run["seconds"],
+            rss,
+        )
+
+    rows = [
+        row(f"ours: nlp.pipe batch {size}", run, f"{run['peak_rss_bytes_after'] / 2**20:.0f}")
+        for size, run in record["runs"].items()
+    ]
+    naive = {
+        "docs_per_s": record["naive_docs_per_s"],
+        "prompt_tokens_per_s": record["naive_prompt_tokens_per_s"],
+        "generated_tokens_per_s": record["naive_generated_tokens_per_s"],
+        "prompts": record["naive_prompts"],
+        "seconds": record["naive_seconds"],
+    }
+    rows.append(row("naive generate() batch 1", naive, f"{record['peak_rss_bytes'] / 2**20:.0f}"))
+    llama = record.get("llama_cpp") or {}
+    if llama.get("replay"):
+        added = f"+{llama['rss_added_bytes'] / 2**20:.0f}"
+        for kind, label in (("replay", "llama.cpp replay"), ("pipe", "nlp.pipe llama_cpp")):
+            rows += [row(f"{label} batch {size}", run, added) for size, run in llama[kind].items()]
+    return rows
+
+
+def llama_cpp_summary(record: dict[str, Any]) -> str:
+    """One sentence on llama.cpp: its speed against ours and answer agreement, or why it
+    was not measured."""
+    llama = record.get("llama_cpp")
+    if llama is None:
+        return "llama.cpp: not part of this record (made before the benchmark measured it)"
+    if not llama.get("installed"):
+        return f"llama.cpp: not installed, not measured. Install: {llama.get('install')}"
+    if llama.get("skipped"):
+        return f"llama.cpp: skipped ({llama['skipped']})"
+    best = max(llama["replay"].values(), key=lambda run: run["docs_per_s"])
+    ours = record["docs_per_s"]
+    ratio = best["docs_per_s"] / ours if ours else float("nan")
+    return (
+        f"llama.cpp {llama['version']} ({llama['threads']} threads, {llama['gguf']}): best "
+        f"replay {ratio:.2f}x our best nlp.pipe; its answers identical to ours: entity "
+        f"answers {best['free_identical']}/{best['free_prompts']}, relation labels "
+        f"{best['relation_identical']}/{best['relation_prompts']}; llama.cpp rows show the "
+        "MiB it added to the process"
+    )
+
+
 def format_table(record: dict[str, Any]) -> str:
-    """A plain-text table of the runs and the baseline."""
+    """A plain-text table of the runs, the baseline and llama.cpp."""
     header = (
-        f"{'path':<22} {'docs/s':>9} {'prompt tok/s':>13} {'gen tok/s':>10} "
-        f"{'prompts':>8} {'seconds':>9} {'peak RSS MiB':>13}"
+        f"{'engine':<28} {'docs/s':>9} {'prompt tok/s':>13} {'gen tok/s':>10} "
+        f"{'prompts':>8} {'seconds':>9} {'RSS MiB':>8}"
     )
     lines = [
         f"{record['docs']} documents, model {record['model']}, device {record['device']} "
@@ -497,65 +567,32 @@ def format_table(record: dict[str, Any]) -> str:
         header,
         "-" * len(header),
     ]
-    for size, run in record["runs"].items():
-        lines.append(
-            f"{'nlp.pipe batch ' + size:<22} {run['docs_per_s']:>9.3f} "
-            f"{run['prompt_tokens_per_s']:>13.1f} {run['generated_tokens_per_s']:>10.1f} "
-            f"{run['prompts']:>8} {run['seconds']:>9.2f} "
-            f"{run['peak_rss_bytes_after'] / 2**20:>13.0f}"
-        )
-    lines.append(
-        f"{'naive generate() x1':<22} {record['naive_docs_per_s']:>9.3f} "
-        f"{record['naive_prompt_tokens_per_s']:>13.1f} "
-        f"{record['naive_generated_tokens_per_s']:>10.1f} {record['naive_prompts']:>8} "
-        f"{record['naive_seconds']:>9.2f} {record['peak_rss_bytes'] / 2**20:>13.0f}"
-    )
+    lines += [
+        f"{r.engine:<28} {r.docs_per_s:>9.3f} {r.prompt_tokens_per_s:>13.1f} "
+        f"{r.generated_tokens_per_s:>10.1f} {r.prompts:>8} {r.seconds:>9.2f} {r.rss:>8}"
+        for r in engine_rows(record)
+    ]
     lines.append(
         f"speedup (batch {record['best_batch_size']} vs naive): {record['speedup']}x; naive "
         f"entity answers identical to ours: {record['naive_free_identical']}/"
         f"{record['naive_free_prompts']}; naive relation answers naming a label: "
         f"{record['naive_relation_parseable']}/{record['naive_relation_prompts']}"
     )
-    lines.extend(_llama_cpp_lines(record.get("llama_cpp") or {}, record))
-    lines.append("peak RSS: process-wide running maximum after each run (not per configuration).")
+    lines.append(llama_cpp_summary(record))
+    lines.append("RSS: process-wide running maximum after each run (not per configuration).")
     return "\n".join(lines)
 
 
-def _llama_cpp_lines(llama: dict[str, Any], record: dict[str, Any]) -> list[str]:
-    """The llama.cpp rows of the table, or why there are none."""
-    if not llama.get("installed"):
-        return [f"llama.cpp: not installed, not measured. Install: {llama.get('install')}"]
-    if llama.get("skipped"):
-        return [f"llama.cpp: skipped ({llama['skipped']})"]
-    added = llama["rss_added_bytes"] / 2**20
-    lines = []
-    for kind, label in (("replay", "llama.cpp replay b"), ("pipe", "nlp.pipe llama_cpp b")):
-        for size, run in llama[kind].items():
-            lines.append(
-                f"{label + size:<22} {run['docs_per_s']:>9.3f} "
-                f"{run['prompt_tokens_per_s']:>13.1f} {run['generated_tokens_per_s']:>10.1f} "
-                f"{run['prompts']:>8} {run['seconds']:>9.2f} {'+' + format(added, '.0f'):>13}"
-            )
-    best = max(llama["replay"].values(), key=lambda run: run["docs_per_s"])
-    ours = record["docs_per_s"]
-    ratio = best["docs_per_s"] / ours if ours else float("nan")
-    lines.append(
-        f"llama.cpp {llama['version']} ({llama['threads']} threads, {llama['gguf']}): best "
-        f"replay {ratio:.2f}x our best nlp.pipe; answers identical to ours: entities "
-        f"{best['free_identical']}/{best['free_prompts']}, relation labels "
-        f"{best['relation_identical']}/{best['relation_prompts']}; RSS column: MiB llama.cpp "
-        "added"
-    )
-    return lines
-
-
 __all__ = [
+    "EngineRow",
     "NaiveResult",
     "RecordedCall",
     "RecordingBackend",
     "RunResult",
+    "engine_rows",
     "find_component",
     "format_table",
+    "llama_cpp_summary",
     "naive_generate",
     "run_benchmark",
     "time_naive",

@@ -216,8 +216,21 @@ def render_results(
             "to add one."
         )
     else:
-        out.append(f"From `{benchmark_path}`:")
-        out += ["", "| measure | value |", "|---|---:|"]
+        from .benchmark import engine_rows, llama_cpp_summary
+
+        out.append(f"From `{benchmark_path}`, made by `{benchmark.get('command')}`:")
+        out += [
+            "",
+            "| engine | docs/s | prompt tok/s | generated tok/s | prompts | seconds | RSS MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        out += [
+            f"| {r.engine} | {r.docs_per_s:.3f} | {r.prompt_tokens_per_s:.1f} | "
+            f"{r.generated_tokens_per_s:.1f} | {r.prompts} | {r.seconds:.2f} | {r.rss} |"
+            for r in engine_rows(benchmark)
+        ]
+        out += ["", llama_cpp_summary(benchmark) + ".", ""]
+        out += ["| measure | value |", "|---|---:|"]
         first = ("docs_per_s", "naive_docs_per_s", "speedup")
         keys = [k for k in first if k in benchmark]
         keys += [k for k in benchmark if k not in first and not isinstance(benchmark[k], dict)]

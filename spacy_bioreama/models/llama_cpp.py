@@ -135,10 +135,22 @@ class LlamaCppBackend(PromptEncoding):
         self.n_vocab = int(lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(self._model)))
         self.context_length = int(lib.llama_model_n_ctx_train(self._model))
         self._max_prompt_tokens = min(int(max_prompt_tokens), self.context_length)
+        # Cells for a batch's prompts and answers (options and the carried prompt get
+        # their own room on top).
         self.kv_cells = self.batch_size * (self._max_prompt_tokens + max_new_tokens)
         self.n_seq_max = min(int(lib.llama_max_parallel_sequences()), 16 * self.batch_size)
+        # The last prompt of a batch stays in this sequence, so that the next batch (or
+        # call) reuses its prefix: prompts are sorted, and at batch size 1 every prompt
+        # is a batch of its own.
+        self.carry_seq = self.n_seq_max - 1
+        if self.batch_size + 1 >= self.carry_seq:
+            raise ValueError(
+                f"batch_size {batch_size} needs more than the {self.n_seq_max} sequences "
+                "llama.cpp allows; lower it"
+            )
+        self._carried: list[int] = []
         params = lib.llama_context_default_params()
-        params.n_ctx = self.kv_cells + OPTION_CELLS
+        params.n_ctx = self.kv_cells + OPTION_CELLS + self._max_prompt_tokens
         params.n_batch = params.n_ubatch = N_BATCH
         params.n_seq_max = self.n_seq_max
         params.kv_unified = True  # prompts share prefix cells across sequences
@@ -303,7 +315,7 @@ class LlamaCppBackend(PromptEncoding):
             if code != 0:
                 raise RuntimeError(
                     f"llama_decode returned {code} ({len(chunk)} tokens; KV cache of "
-                    f"{self.kv_cells + OPTION_CELLS} cells): lower batch_size or "
+                    f"{self.kv_cells} cells for a batch): lower batch_size or "
                     "max_prompt_tokens"
                 )
             for j, key in wanted:
@@ -312,21 +324,22 @@ class LlamaCppBackend(PromptEncoding):
         return logits
 
     def _prefill(self, batch_ids: list[list[int]], tally: GenerationStats) -> list[np.ndarray]:
-        """Each prompt into sequence `row` of an emptied cache; the last position's logits.
-        A prompt sharing at least `MIN_SHARED_PREFIX` tokens with the previous one copies
-        those cells instead of computing them."""
-        lib = self._lib
-        lib.llama_memory_clear(self._memory, True)
+        """Each prompt into sequence `row` (every other sequence but the carried prompt is
+        freed first); the last position's logits. A prompt sharing at least
+        `MIN_SHARED_PREFIX` tokens with the previous one (the first: with the previous
+        batch's last prompt, carried in sequence `carry_seq`) copies those cells instead
+        of computing them; this batch's last prompt is carried to the next."""
+        lib, memory, carry = self._lib, self._memory, self.carry_seq
+        lib.llama_memory_seq_keep(memory, carry)
         entries: list[tuple[int, int, int, Any]] = []
         logits: dict[Any, np.ndarray] = {}
         for row, ids in enumerate(batch_ids):
-            shared = 0
-            if row:
-                shared = min(_common_prefix(batch_ids[row - 1], ids), len(ids) - 1)
+            source, before = (row - 1, batch_ids[row - 1]) if row else (carry, self._carried)
+            shared = min(_common_prefix(before, ids), len(ids) - 1)
             if shared >= MIN_SHARED_PREFIX:
                 logits.update(self._run(entries))  # the previous prompt's cells must exist
                 entries = []
-                lib.llama_memory_seq_cp(self._memory, row - 1, row, 0, shared)
+                lib.llama_memory_seq_cp(memory, source, row, 0, shared)
                 tally.shared_prefixes += 1
                 tally.prefix_tokens_reused += shared
             else:
@@ -336,6 +349,9 @@ class LlamaCppBackend(PromptEncoding):
                 (ids[p], p, row, row if p == last else None) for p in range(shared, len(ids))
             )
         logits.update(self._run(entries))
+        lib.llama_memory_seq_rm(memory, carry, -1, -1)
+        lib.llama_memory_seq_cp(memory, len(batch_ids) - 1, carry, 0, len(batch_ids[-1]))
+        self._carried = list(batch_ids[-1])
         tally.batches += 1
         return [logits[row] for row in range(len(batch_ids))]
 
@@ -407,7 +423,7 @@ class LlamaCppBackend(PromptEncoding):
             for option in options:
                 if not option:
                     continue
-                if seq >= self.n_seq_max:
+                if seq >= self.carry_seq:
                     flush()
                     seq = first_free
                 self._lib.llama_memory_seq_cp(self._memory, b, seq, 0, start)
