@@ -891,3 +891,63 @@ def test_line_guard_ends_lines_in_both_decoding_paths(tiny_model_dir):
         # logits processor give the same answer (the benchmark compares the two)
         naive = naive_generate(backend, prompt, 12, guard)
         assert naive.text == gen.text and naive.new_tokens == gen.new_tokens
+
+
+def test_kv_room_decoding_equals_growing_cache(tiny_model_dir):
+    """The in-place KV buffer (kv_room) gives the answers transformers' growing cache
+    gives: rows stopping at different steps (dropped rows), shared prefixes, and a
+    buffer that has to grow past its room."""
+    from spacy_bioreama.models import kv_room
+
+    backend = _fresh_backend(tiny_model_dir, batch_size=8)
+    max_new = 12
+    for bias in (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0):
+        _with_eos_bias(backend, bias)
+        backend.kv_room = False
+        growing = backend.generate(PROMPTS + SHARING_PROMPTS, max_new_tokens=max_new)
+        if len({g.new_tokens for g in growing}) >= 2 and any(g.truncated for g in growing):
+            break
+    else:
+        pytest.fail("no eos bias gives rows that stop at different steps")
+    backend.kv_room = True
+    roomy = backend.generate(PROMPTS + SHARING_PROMPTS, max_new_tokens=max_new)
+    _assert_same_generations(roomy, growing, abs_tol=1e-4)
+    assert backend.stats.shared_prefixes > 0
+
+    calls = []
+    original = kv_room.with_room
+    # Too little room: the buffer grows mid-answer and the answers stay the same.
+    import spacy_bioreama.models.greedy as greedy
+
+    def small_room(cache, room):
+        calls.append(room)
+        return original(cache, 1)
+
+    greedy.with_room = small_room
+    try:
+        tight = backend.generate(PROMPTS + SHARING_PROMPTS, max_new_tokens=max_new)
+    finally:
+        greedy.with_room = original
+    assert calls  # the greedy loop did ask for room
+    _assert_same_generations(tight, growing, abs_tol=1e-4)
+
+
+def test_with_room_leaves_other_caches_alone():
+    import torch
+    from transformers.cache_utils import DynamicCache
+
+    from spacy_bioreama.models.kv_room import RoomyLayer, with_room
+
+    cache = DynamicCache()
+    keys = torch.randn(2, 3, 5, 4)
+    cache.update(keys, keys + 1, 0)
+    cache.update(keys, keys + 1, 1)
+    roomy = with_room(cache, 8)
+    assert all(isinstance(layer, RoomyLayer) for layer in roomy.layers)
+    k, v = roomy.layers[0].update(keys[:, :, :1], keys[:, :, :1] + 1)
+    assert torch.equal(k, torch.cat([keys, keys[:, :, :1]], dim=-2))
+    assert torch.equal(v, torch.cat([keys + 1, keys[:, :, :1] + 1], dim=-2))
+    roomy.reorder_cache(torch.tensor([1]))
+    assert roomy.get_seq_length() == 6 and roomy.layers[0].keys.shape[0] == 1
+    other = object()
+    assert with_room(other, 8) is other  # no cache layers: returned unchanged

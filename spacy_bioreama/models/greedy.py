@@ -22,6 +22,7 @@ import torch
 
 from .backend import Generation, LineGuard
 from .cache_api import cache_kwargs, output_cache
+from .kv_room import with_room
 
 
 class LineEnder:
@@ -117,6 +118,7 @@ class GreedyDecoding:
     model: Any
     eos_token_ids: list[int]
     device: torch.device
+    kv_room: bool
     _prefill: Callable[..., Any]
     _decode: Callable[..., str]
 
@@ -131,6 +133,8 @@ class GreedyDecoding:
         device = self.device
         eos = torch.tensor(self.eos_token_ids, device=device)
         logits, cache, mask, next_pos = self._prefill(batch_ids, prefix)
+        if self.kv_room:  # write each step in place instead of torch.cat (see kv_room)
+            cache = with_room(cache, max_new_tokens)
         ender = LineEnder(self, line_guard) if line_guard is not None else None
         answers = GreedyAnswers(len(batch_ids), ender)
         active = torch.arange(len(batch_ids), device=device)

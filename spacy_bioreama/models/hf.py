@@ -96,6 +96,9 @@ class HFBackend(PromptEncoding, PrefixBatching, GreedyDecoding, ChoiceScoring):
         self.prefix_sharing = bool(prefix_sharing)
         self.prefix_min_tokens = PREFIX_MIN_TOKENS
         self.prefix_min_fraction = PREFIX_MIN_FRACTION
+        # Greedy decoding writes the KV cache in place, in a buffer with room for the
+        # answer (`kv_room`); False keeps transformers' growing cache (for comparison).
+        self.kv_room = True
         self._init_encoding()
 
     @classmethod
