@@ -103,6 +103,6 @@ def test_benchmark_command_prints_table_and_json_line(tiny_trained_dir, tmp_path
     assert record["docs"] == 2 and record["batch_sizes"] == [1, 2]
     assert record["naive_prompts"] == record["runs"][str(record["best_batch_size"])]["prompts"]
     assert record["command"].startswith("python -m spacy_bioreama")
-    assert "naive generate() x1" in result.stdout
+    assert "naive generate() batch 1" in result.stdout
     bad = CliRunner().invoke(app, ["benchmark", str(corpus), "--batch-sizes", "0,x"])
     assert bad.exit_code != 0

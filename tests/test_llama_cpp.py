@@ -208,3 +208,62 @@ def test_llama_cpp_applies_the_lora_like_peft(embedded_model_dir: Path, tmp_path
     assert np.linalg.norm(shift_hf) > 1.0  # the adapter does move the model
     cosine = shift_hf @ shift_cpp / np.linalg.norm(shift_hf) / np.linalg.norm(shift_cpp)
     assert cosine > 0.95
+
+
+def test_three_way_rows_and_summary() -> None:
+    """The table (and the results page) shows ours, the naive loop and both llama.cpp
+    measurements at every batch size, with the speed ratio and agreement counts."""
+    from spacy_bioreama.evaluation.benchmark import engine_rows, llama_cpp_summary
+
+    def run(docs_per_s: float, **extra) -> dict:
+        return {
+            "docs_per_s": docs_per_s,
+            "prompt_tokens_per_s": 100.0,
+            "generated_tokens_per_s": 10.0,
+            "prompts": 9,
+            "seconds": 8 / docs_per_s,
+            **extra,
+        }
+
+    agreement = {
+        "free_identical": 3,
+        "free_prompts": 4,
+        "relation_identical": 5,
+        "relation_prompts": 5,
+    }
+    record = {
+        "docs_per_s": 0.2,
+        "runs": {
+            "1": run(0.1, peak_rss_bytes_after=2**30),
+            "8": run(0.2, peak_rss_bytes_after=2**30),
+        },
+        "naive_docs_per_s": 0.05,
+        "naive_prompt_tokens_per_s": 50.0,
+        "naive_generated_tokens_per_s": 5.0,
+        "naive_prompts": 9,
+        "naive_seconds": 160.0,
+        "peak_rss_bytes": 2**31,
+        "llama_cpp": {
+            "installed": True,
+            "version": "0.3.36",
+            "threads": 2,
+            "gguf": "m.gguf",
+            "rss_added_bytes": 300 * 2**20,
+            "replay": {"1": run(0.3, **agreement), "8": run(0.5, **agreement)},
+            "pipe": {"1": run(0.25), "8": run(0.4)},
+        },
+    }
+    rows = engine_rows(record)
+    assert [r.engine for r in rows] == [
+        "ours: nlp.pipe batch 1",
+        "ours: nlp.pipe batch 8",
+        "naive generate() batch 1",
+        "llama.cpp replay batch 1",
+        "llama.cpp replay batch 8",
+        "nlp.pipe llama_cpp batch 1",
+        "nlp.pipe llama_cpp batch 8",
+    ]
+    assert [r.rss for r in rows] == ["1024", "1024", "2048"] + ["+300"] * 4
+    summary = llama_cpp_summary(record)
+    assert "best replay 2.50x our best nlp.pipe" in summary
+    assert "entity answers 3/4, relation labels 5/5" in summary

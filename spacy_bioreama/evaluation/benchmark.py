@@ -54,7 +54,7 @@ from ..models.greedy import LineEnder
 from ..pipeline.component import TASK_ENTITIES, BioRelationLLM
 from ..tasks import relation as re_task
 from ..util.resources import RssSampler, peak_rss_bytes
-from .benchmark_llama_cpp import llama_cpp_version, load_llama_cpp, replay
+from .benchmark_llama_cpp import ReplayResult, llama_cpp_version, load_llama_cpp, replay
 
 WARMUP_NEW_TOKENS = 8
 
@@ -151,23 +151,11 @@ class RunResult:
 
 
 @dataclass
-class NaiveResult:
-    """The baseline: every recorded prompt through `model.generate`, one at a time."""
+class NaiveResult(ReplayResult):
+    """The baseline: every recorded prompt through `model.generate`, one at a time;
+    relation answers are free text, so it counts those that name a label."""
 
-    docs: int
-    seconds: float
-    prompts: int = 0
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    free_prompts: int = 0
-    free_identical: int = 0
-    relation_prompts: int = 0
     relation_parseable: int = 0
-
-    @property
-    def docs_per_s(self) -> float:
-        """Documents per second of wall time (0 for an untimed run)."""
-        return self.docs / self.seconds if self.seconds > 0 else 0.0
 
 
 def _check_hf_backend(backend: Any) -> None:

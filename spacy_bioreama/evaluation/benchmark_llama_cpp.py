@@ -35,11 +35,12 @@ from ..models.backend import Generation
 
 @dataclass
 class ReplayResult:
-    """The recorded prompts answered by another backend at one batch size."""
+    """The recorded prompts answered by another backend (or the naive loop) at one batch
+    size, with how many answers came out identical to ours."""
 
-    batch_size: int
     docs: int
     seconds: float
+    batch_size: int = 1
     prompts: int = 0
     prompt_tokens: int = 0
     generated_tokens: int = 0
@@ -47,6 +48,11 @@ class ReplayResult:
     free_identical: int = 0
     relation_prompts: int = 0
     relation_identical: int = 0
+
+    @property
+    def docs_per_s(self) -> float:
+        """Documents per second of wall time (0 for an untimed run)."""
+        return self.docs / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures."""
@@ -67,7 +73,7 @@ class ReplayResult:
 def replay(backend: Any, calls: Sequence[Any], docs: int, batch_size: int) -> ReplayResult:
     """Send every recorded call to `backend` at `batch_size`; compare with our answers."""
     backend.batch_size = batch_size
-    result = ReplayResult(batch_size=batch_size, docs=docs, seconds=0.0)
+    result = ReplayResult(docs=docs, seconds=0.0, batch_size=batch_size)
     answered: list[tuple[Any, list[Generation]]] = []
     start = time.perf_counter()
     for call in calls:

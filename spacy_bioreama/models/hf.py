@@ -17,7 +17,6 @@ batches), and puts the answers back in the caller's order.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -175,32 +174,15 @@ class HFBackend(PromptEncoding, PrefixBatching, GreedyDecoding, ChoiceScoring):
         free-form answer's line (forces a newline) when it returns True for that line;
         `Generation.lines_ended` counts how often it did.
         """
-        if max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
-        prompts = list(prompts)
-        encoded, option_lists = self._encode_request(prompts, choices)
 
-        start = time.perf_counter()
-        results: list[Generation | None] = [None] * len(prompts)
-        free = [i for i in range(len(prompts)) if option_lists[i] is None]
-        constrained = [i for i in range(len(prompts)) if option_lists[i] is not None]
-        tally = GenerationStats()  # this call's counts, added to self.stats on success
-        with torch.inference_mode():
-            self._answer(free, encoded, option_lists, max_new_tokens, results, tally, line_guard)
-            self._answer(constrained, encoded, option_lists, max_new_tokens, results, tally)
-        elapsed = time.perf_counter() - start
+        def answer(free, constrained, encoded, option_lists, results, tally) -> None:
+            with torch.inference_mode():
+                self._answer(
+                    free, encoded, option_lists, max_new_tokens, results, tally, line_guard
+                )
+                self._answer(constrained, encoded, option_lists, max_new_tokens, results, tally)
 
-        final = [r for r in results if r is not None]
-        assert len(final) == len(prompts)
-        self.stats.add_call(
-            tally,
-            prompts=len(prompts),
-            choice_prompts=len(constrained),
-            prompt_tokens=sum(len(ids) for ids in encoded),
-            new_tokens=sum(g.new_tokens for g in final),
-            seconds=elapsed,
-        )
-        return final
+        return self._answer_request(prompts, choices, max_new_tokens, answer)
 
     def _answer(
         self,

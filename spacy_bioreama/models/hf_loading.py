@@ -17,14 +17,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .backend import ChatPrompt
+from .backend import ChatPrompt, Generation
 
 PLAIN_PROMPT_FORMAT = "{system}### Instruction:\n{user}\n\n### Response:\n"
 """Prompt format for tokenizers without a chat template. `{system}` is the system message
@@ -264,7 +265,8 @@ def load_model_and_tokenizer(
 
 
 class PromptEncoding:
-    """Prompt rendering and tokenisation for `HFBackend` (a mixin).
+    """Prompt rendering and tokenisation, and the frame of `generate`, for `HFBackend` and
+    `LlamaCppBackend` (a mixin): both see the same token ids.
 
     The host sets `tokenizer` and calls `_init_encoding()` once.
     """
@@ -272,6 +274,7 @@ class PromptEncoding:
     tokenizer: Any
     has_chat_template: bool
     max_prompt_tokens: int
+    stats: GenerationStats
 
     def _init_encoding(self) -> None:
         self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
@@ -337,6 +340,39 @@ class PromptEncoding:
         result = tuple(int(i) for i in ids)
         self._option_cache[option] = result
         return result
+
+    def _answer_request(
+        self,
+        prompts: Sequence[ChatPrompt],
+        choices: Sequence[Sequence[str] | None] | None,
+        max_new_tokens: int,
+        answer: Callable[..., None],
+    ) -> list[Generation]:
+        """The frame of every backend's `generate`: check and encode the whole request
+        first, let `answer(free, constrained, encoded, option_lists, results, tally)` fill
+        `results` (free and constrained are prompt indices), then count the call in
+        `self.stats` (a failed call counts nothing)."""
+        if max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        prompts = list(prompts)
+        encoded, option_lists = self._encode_request(prompts, choices)
+        start = time.perf_counter()
+        results: list[Generation | None] = [None] * len(prompts)
+        free = [i for i in range(len(prompts)) if option_lists[i] is None]
+        constrained = [i for i in range(len(prompts)) if option_lists[i] is not None]
+        tally = GenerationStats()  # this call's counts, added to self.stats on success
+        answer(free, constrained, encoded, option_lists, results, tally)
+        final = [r for r in results if r is not None]
+        assert len(final) == len(prompts)
+        self.stats.add_call(
+            tally,
+            prompts=len(prompts),
+            choice_prompts=len(constrained),
+            prompt_tokens=sum(len(ids) for ids in encoded),
+            new_tokens=sum(g.new_tokens for g in final),
+            seconds=time.perf_counter() - start,
+        )
+        return final
 
     def _encode_request(
         self,

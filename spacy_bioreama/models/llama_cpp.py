@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -243,36 +242,20 @@ class LlamaCppBackend(PromptEncoding):
         line_guard: LineGuard | None = None,
     ) -> list[Generation]:
         """Greedy answers for `prompts`, in order (see `GenerationBackend.generate`)."""
-        if max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
-        prompts = list(prompts)
-        encoded, option_lists = self._encode_request(prompts, choices)
-        start = time.perf_counter()
-        results: list[Generation | None] = [None] * len(prompts)
-        tally = GenerationStats()
-        free = [i for i in range(len(prompts)) if option_lists[i] is None]
-        constrained = [i for i in range(len(prompts)) if option_lists[i] is not None]
-        for batch in self._batches(free, encoded, max_new_tokens):
-            outs = self._greedy([encoded[i] for i in batch], max_new_tokens, line_guard, tally)
-            for i, out in zip(batch, outs, strict=True):
-                results[i] = out
-        for batch in self._batches(constrained, encoded, 0):
-            outs = self._choose(
-                [encoded[i] for i in batch], [option_lists[i] for i in batch], tally
-            )
-            for i, out in zip(batch, outs, strict=True):
-                results[i] = out
-        final = [r for r in results if r is not None]
-        assert len(final) == len(prompts)
-        self.stats.add_call(
-            tally,
-            prompts=len(prompts),
-            choice_prompts=len(constrained),
-            prompt_tokens=sum(len(ids) for ids in encoded),
-            new_tokens=sum(g.new_tokens for g in final),
-            seconds=time.perf_counter() - start,
-        )
-        return final
+
+        def answer(free, constrained, encoded, option_lists, results, tally) -> None:
+            for batch in self._batches(free, encoded, max_new_tokens):
+                ids = [encoded[i] for i in batch]
+                for i, out in zip(
+                    batch, self._greedy(ids, max_new_tokens, line_guard, tally), strict=True
+                ):
+                    results[i] = out
+            for batch in self._batches(constrained, encoded, 0):
+                ids, opts = [encoded[i] for i in batch], [option_lists[i] for i in batch]
+                for i, out in zip(batch, self._choose(ids, opts, tally), strict=True):
+                    results[i] = out
+
+        return self._answer_request(prompts, choices, max_new_tokens, answer)
 
     # -- batching and llama_decode ------------------------------------------------------
     def _batches(
