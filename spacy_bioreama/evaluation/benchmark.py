@@ -43,6 +43,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from spacy.language import Language
@@ -535,7 +536,8 @@ def llama_cpp_summary(record: dict[str, Any]) -> str:
     ours = record["docs_per_s"]
     ratio = best["docs_per_s"] / ours if ours else float("nan")
     return (
-        f"llama.cpp {llama['version']} ({llama['threads']} threads, {llama['gguf']}): best "
+        f"llama.cpp {llama['version']} ({llama['threads']} threads, "
+        f"{Path(llama['gguf']).name}): best "
         f"replay {ratio:.2f}x our best nlp.pipe; its answers identical to ours: entity "
         f"answers {best['free_identical']}/{best['free_prompts']}, relation labels "
         f"{best['relation_identical']}/{best['relation_prompts']}; llama.cpp rows show the "
