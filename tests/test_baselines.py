@@ -255,6 +255,7 @@ def test_results_page_holds_every_figure_and_the_published_block(tmp_path):
     assert _row(page, "(a)")[3] == "1.0"
     assert "`python -m spacy_bioreama make-spacy_llm`" in page  # how each row was made
     assert "| docs_per_s | 4.25 |" in page and "| speedup | 2.83 |" in page
+    assert "| engine |" not in page  # a record without per-run figures: measures only
     published = page.index("## Published figures (not measured here)")
     for _, value in PUBLISHED:
         assert page.index(value) > published  # literature numbers only in their block

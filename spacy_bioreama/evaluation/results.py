@@ -219,17 +219,21 @@ def render_results(
         from .benchmark import engine_rows, llama_cpp_summary
 
         out.append(f"From `{benchmark_path}`, made by `{benchmark.get('command')}`:")
-        out += [
-            "",
-            "| engine | docs/s | prompt tok/s | generated tok/s | prompts | seconds | RSS MiB |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        out += [
-            f"| {r.engine} | {r.docs_per_s:.3f} | {r.prompt_tokens_per_s:.1f} | "
-            f"{r.generated_tokens_per_s:.1f} | {r.prompts} | {r.seconds:.2f} | {r.rss} |"
-            for r in engine_rows(benchmark)
-        ]
-        out += ["", llama_cpp_summary(benchmark) + ".", ""]
+        out.append("")
+        # A record from an older benchmark (or a hand-written one) may lack the per-run
+        # figures: then only the measures below are shown.
+        if {"runs", "naive_seconds", "peak_rss_bytes"} <= benchmark.keys():
+            out += [
+                "| engine | docs/s | prompt tok/s | generated tok/s | prompts | seconds "
+                "| RSS MiB |",
+                "|---|---:|---:|---:|---:|---:|---:|",
+            ]
+            out += [
+                f"| {r.engine} | {r.docs_per_s:.3f} | {r.prompt_tokens_per_s:.1f} | "
+                f"{r.generated_tokens_per_s:.1f} | {r.prompts} | {r.seconds:.2f} | {r.rss} |"
+                for r in engine_rows(benchmark)
+            ]
+            out += ["", llama_cpp_summary(benchmark) + ".", ""]
         out += ["| measure | value |", "|---|---:|"]
         first = ("docs_per_s", "naive_docs_per_s", "speedup")
         keys = [k for k in first if k in benchmark]
