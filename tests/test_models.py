@@ -921,7 +921,9 @@ def test_kv_room_decoding_equals_growing_cache(tiny_model_dir):
 
     def small_room(cache, room):
         calls.append(room)
-        return original(cache, 1)
+        roomy = original(cache, 1)
+        assert all(isinstance(layer, kv_room.RoomyLayer) for layer in roomy.layers)
+        return roomy
 
     greedy.with_room = small_room
     try:

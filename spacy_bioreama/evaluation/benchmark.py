@@ -339,11 +339,12 @@ def measure_llama_cpp(
     start = time.perf_counter()
     try:
         backend = load_llama_cpp(component, hf.max_prompt_tokens, max(batch_sizes))
-    except (FileNotFoundError, LoraConversionError) as err:
+    except Exception as err:  # noqa: BLE001 - an optional engine must not sink the run
         sampler.stop()
         if required:
             raise
-        return {"installed": True, "version": version, "skipped": str(err)}
+        why = "" if isinstance(err, FileNotFoundError | LoraConversionError) else "failed: "
+        return {"installed": True, "version": version, "skipped": f"{why}{err}"}
     load_seconds = time.perf_counter() - start
     try:
         if calls:  # untimed warm-up: first-use costs of the kernels
@@ -393,6 +394,10 @@ def run_benchmark(
         raise ValueError("benchmark: no documents")
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"benchmark: batch sizes must be >= 1, got {list(batch_sizes)}")
+    if llama_cpp and llama_cpp_version() is None:
+        from ..models.llama_cpp import import_llama_cpp
+
+        import_llama_cpp()  # raises LlamaCppNotInstalled with the install command, at once
     component = find_component(nlp)
     hf = component.backend  # loads the model once, outside any timing
     _check_hf_backend(hf)
@@ -405,16 +410,13 @@ def run_benchmark(
         runs = [time_pipeline(nlp, component, recorder, gold, b) for b in batch_sizes]
         best = max(runs, key=lambda r: r.docs_per_s)
         naive = time_naive(hf, best.calls, len(gold), component.relation_labels)
+        naive_peak = peak_rss_bytes()  # before llama.cpp adds its memory
         if llama_cpp is False:
             llama: dict[str, Any] = {
                 "installed": llama_cpp_version() is not None,
                 "skipped": "--no-llama-cpp",
             }
         else:
-            if llama_cpp and llama_cpp_version() is None:
-                from ..models.llama_cpp import import_llama_cpp
-
-                import_llama_cpp()  # raises LlamaCppNotInstalled with the install command
             llama = measure_llama_cpp(
                 nlp, component, hf, gold, best.calls, batch_sizes, required=bool(llama_cpp)
             )
@@ -450,6 +452,7 @@ def run_benchmark(
         "naive_relation_prompts": naive.relation_prompts,
         "naive_relation_parseable": naive.relation_parseable,
         "peak_rss_bytes": peak_rss_bytes(),
+        "naive_peak_rss_bytes": naive_peak,
         "command": command,
         "runs": {str(r.batch_size): r.summary() for r in runs},
         "llama_cpp": llama,
@@ -513,7 +516,8 @@ def engine_rows(record: dict[str, Any]) -> list[EngineRow]:
         "prompts": record["naive_prompts"],
         "seconds": record["naive_seconds"],
     }
-    rows.append(row("naive generate() batch 1", naive, f"{record['peak_rss_bytes'] / 2**20:.0f}"))
+    naive_rss = record.get("naive_peak_rss_bytes", record["peak_rss_bytes"])
+    rows.append(row("naive generate() batch 1", naive, f"{naive_rss / 2**20:.0f}"))
     llama = record.get("llama_cpp") or {}
     if llama.get("replay"):
         added = f"+{llama['rss_added_bytes'] / 2**20:.0f}"

@@ -97,13 +97,15 @@ class RoomyLayer(DynamicLayer):  # type: ignore[misc,valid-type]
 
 def with_room(cache: Any, room: int) -> Any:
     """`cache` with every plain `DynamicLayer` replaced by a `RoomyLayer` holding `room`
-    more tokens; a cache with any other kind of layer is returned unchanged."""
+    more tokens; a cache with any other kind of layer (or an offloading one) is returned
+    unchanged."""
     layers = getattr(cache, "layers", None)
-    if DynamicLayer is None or not layers or room < 1:
+    if DynamicLayer is None or not layers or room < 1 or getattr(cache, "offloading", False):
         return cache
     if not all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers):
         return cache
-    cache.layers = [RoomyLayer(layer.keys, layer.values, room) for layer in layers]
+    for i, layer in enumerate(layers):  # one at a time: the old layer is freed at once
+        layers[i] = RoomyLayer(layer.keys, layer.values, room)
     return cache
 
 

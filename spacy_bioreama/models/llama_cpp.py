@@ -119,7 +119,7 @@ class LlamaCppBackend(PromptEncoding):
         if not self.gguf.is_file():
             raise FileNotFoundError(f"GGUF model file {os.fspath(gguf)!r} does not exist")
         self.tokenizer = tokenizer
-        self.batch_size = int(batch_size)
+        self._batch_size = self._capacity = int(batch_size)
         self.name = name or self.gguf.name
         self.adapter = adapter
         self.n_threads = int(n_threads or available_cores())
@@ -136,13 +136,13 @@ class LlamaCppBackend(PromptEncoding):
         self._max_prompt_tokens = min(int(max_prompt_tokens), self.context_length)
         # Cells for a batch's prompts and answers (options and the carried prompt get
         # their own room on top).
-        self.kv_cells = self.batch_size * (self._max_prompt_tokens + max_new_tokens)
-        self.n_seq_max = min(int(lib.llama_max_parallel_sequences()), 16 * self.batch_size)
+        self.kv_cells = self._capacity * (self._max_prompt_tokens + max_new_tokens)
+        self.n_seq_max = min(int(lib.llama_max_parallel_sequences()), 16 * self._capacity)
         # The last prompt of a batch stays in this sequence, so that the next batch (or
         # call) reuses its prefix: prompts are sorted, and at batch size 1 every prompt
         # is a batch of its own.
         self.carry_seq = self.n_seq_max - 1
-        if self.batch_size + 1 >= self.carry_seq:
+        if self._capacity + 1 >= self.carry_seq:
             raise ValueError(
                 f"batch_size {batch_size} needs more than the {self.n_seq_max} sequences "
                 "llama.cpp allows; lower it"
@@ -229,6 +229,20 @@ class LlamaCppBackend(PromptEncoding):
 
     # -- the protocol -------------------------------------------------------------------
     @property
+    def batch_size(self) -> int:
+        """Prompts per batch; at most the size the context was built for."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if not 1 <= int(value) <= self._capacity:
+            raise ValueError(
+                f"batch_size must be in [1, {self._capacity}] (the size this llama.cpp "
+                f"context was built for), got {value}"
+            )
+        self._batch_size = int(value)
+
+    @property
     def max_prompt_tokens(self) -> int:
         """Longest accepted prompt (chat template included), capped by the context length."""
         return self._max_prompt_tokens
@@ -242,6 +256,8 @@ class LlamaCppBackend(PromptEncoding):
         line_guard: LineGuard | None = None,
     ) -> list[Generation]:
         """Greedy answers for `prompts`, in order (see `GenerationBackend.generate`)."""
+        if self._ctx is None:
+            raise RuntimeError("this LlamaCppBackend is closed")
 
         def answer(free, constrained, encoded, option_lists, results, tally) -> None:
             for batch in self._batches(free, encoded, max_new_tokens):
@@ -332,6 +348,7 @@ class LlamaCppBackend(PromptEncoding):
                 (ids[p], p, row, row if p == last else None) for p in range(shared, len(ids))
             )
         logits.update(self._run(entries))
+        self._carried = []  # until the carry holds the new prompt, it holds nothing usable
         lib.llama_memory_seq_rm(memory, carry, -1, -1)
         lib.llama_memory_seq_cp(memory, len(batch_ids) - 1, carry, 0, len(batch_ids[-1]))
         self._carried = list(batch_ids[-1])
@@ -393,6 +410,8 @@ class LlamaCppBackend(PromptEncoding):
         ]
         entries: list[tuple[int, int, int, Any]] = []
         seq = first_free = len(batch_ids)
+        # Cells left for option tokens next to this batch's prompts (the carry has its own).
+        room = self.kv_cells + OPTION_CELLS - sum(len(ids) for ids in batch_ids)
 
         def flush() -> None:
             for (b, prefix), row in self._run(entries).items():
@@ -406,7 +425,7 @@ class LlamaCppBackend(PromptEncoding):
             for option in options:
                 if not option:
                     continue
-                if seq >= self.carry_seq:
+                if seq >= self.carry_seq or len(entries) + len(option) > room:
                     flush()
                     seq = first_free
                 self._lib.llama_memory_seq_cp(self._memory, b, seq, 0, start)
@@ -435,7 +454,7 @@ class LlamaCppBackend(PromptEncoding):
             self._batch = None
         if getattr(self, "_ctx", None):
             lib.llama_free(self._ctx)
-            self._ctx = None
+            self._ctx = self._memory = None
         if getattr(self, "_lora", None):
             lib.llama_adapter_lora_free(self._lora)
             self._lora = None

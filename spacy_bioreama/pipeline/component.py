@@ -271,8 +271,8 @@ class BioRelationLLM:
                     f"bio_relation_llm: backend must be one of {list(BACKENDS)}, got {backend!r}"
                 )
             self.backend_name, self._backend = backend, None
-        else:
-            self.backend_name, self._backend = type(backend).__name__, backend
+        else:  # a ready backend; a reloaded or unpickled copy loads the default engine
+            self.backend_name, self._backend = "hf", backend
         self._window_budget: int | None = None
         self._warned_type_pairs = False
         self.stats: Counter[str] = Counter()

@@ -86,8 +86,14 @@ class PipelineSpec:
         identity: dict[str, Any] = {
             "model": model_identity(component.model),
             "adapter_sha256": folder_sha256(component.adapter) if component.adapter else None,
-            "settings": {key: _plain(getattr(component, key)) for key in ANSWER_SETTINGS},
-            "device": device_kind(component.device),
+            "settings": {key: _plain(getattr(component, key)) for key in ANSWER_SETTINGS}
+            # The engine changes answers; "hf" is left out so that fingerprints made
+            # before there was a choice still match.
+            | ({"backend": component.backend_name} if component.backend_name != "hf" else {}),
+            # llama.cpp runs on the CPU whatever `device` says
+            "device": "cpu"
+            if component.backend_name == "llama_cpp"
+            else device_kind(component.device),
         }
         if self.path is not None:
             identity["pipeline_sha256"] = folder_sha256(self.path)
@@ -113,7 +119,6 @@ ANSWER_SETTINGS = (
     "max_pairs_per_doc",
     "relation_threshold",
     "none_threshold",
-    "backend_name",
 )
 
 
