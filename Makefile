@@ -20,7 +20,8 @@ $(VENV)/.installed: pyproject.toml
 # The quick workflow (project.yml): convert BioRED, build instructions, LoRA-train the
 # embedded model (~10 min on 2 CPU cores), score base and adapter on BioRED dev, package.
 demo: install
-	$(BIN)/python -m spacy project run quick . --vars.data_dir $(BIOREAMA_DATA_DIR)
+	$(BIN)/python -m spacy project run quick . --vars.data_dir $(BIOREAMA_DATA_DIR) \
+		--vars.eval_docs 10 --vars.eval_max_pairs 24 --vars.calibration_docs 10
 	cat metrics/before_after.md
 	$(BIN)/python -m spacy_bioreama demo --limit 2 --adapter training/adapter_run/adapter --max-prompt-tokens 512
 

@@ -6,13 +6,17 @@ from spacy.tokens import Span
 
 from spacy_bioreama.annotations.relations import Relation
 from spacy_bioreama.annotations.spans import set_entities
+from spacy_bioreama.evaluation.bootstrap import f1_interval
 from spacy_bioreama.evaluation.calibration import (
     calibration,
+    fit_calibration,
+    platt_scaling,
     relations_at,
     reliability,
     threshold_sweep,
 )
 from spacy_bioreama.pipeline.component import PAIR_SCORES_KEY
+from spacy_bioreama.pipeline.relation_calibration import RelationCalibration
 from tests.conftest import TRAINED_RELATION_LABELS, make_trained_gold_doc
 from tests.test_component import _gold_doc, _nlp
 
@@ -100,3 +104,43 @@ def test_recorded_scores_reproduce_the_component_exactly(tiny_trained_dir):
 def test_pair_scores_are_off_by_default(tiny_trained_dir):
     nlp = _nlp(tiny_trained_dir, tasks=["relations"])
     assert PAIR_SCORES_KEY not in nlp(_gold_doc(nlp)).user_data
+
+
+def test_fit_calibration_picks_the_best_threshold_on_the_held_back_documents(docs):
+    pred, gold = docs
+    fitted = fit_calibration(pred, gold)
+    # only A-B Bind is right: the best F1 (2/3) needs P(None) 0.1 < t <= 0.3, lowest 0.11
+    assert fitted["none_threshold"] == 0.11
+    assert fitted["f1"] == pytest.approx(2 / 3) and fitted["relations"] == 1
+    assert fitted["candidate_pairs"] == 4 and fitted["documents"] == 1
+    assert fitted["score_scaling"] == {"a": 1.0, "b": 0.0}  # too few relations to fit
+
+
+def test_platt_scaling_moves_overconfident_scores_towards_their_accuracy():
+    # scores 0.9 that are right only half of the time, scores 0.3 never right
+    pairs = [(0.9, k % 2 == 0) for k in range(40)] + [(0.3, False)] * 20
+    a, b = platt_scaling(pairs)
+    scale = RelationCalibration(a=a, b=b).scale
+    assert scale(0.9) == pytest.approx(0.5, abs=0.05)
+    assert scale(0.3) < 0.1
+    assert platt_scaling(pairs[:5]) == (1.0, 0.0)  # too few
+    assert platt_scaling([(0.9, True)] * 30) == (1.0, 0.0)  # one outcome
+
+
+def test_bootstrap_interval_brackets_the_f1_and_is_reproducible():
+    # 50 documents: each 1 right, 1 wrong prediction, 1 missed -> F1 0.5 on every resample
+    assert f1_interval([(1, 1, 1)] * 50) == pytest.approx((0.5, 0.5))
+    mixed = [(2, 0, 0)] * 25 + [(0, 2, 2)] * 25
+    low, high = f1_interval(mixed, resamples=500)
+    assert low < 0.5 < high and high - low < 0.4
+    assert f1_interval(mixed, resamples=500) == (low, high)  # seeded
+    assert f1_interval([]) is None
+
+
+def test_platt_scaling_stays_finite_on_saturated_scores():
+    # the quick adapter's case: every kept relation at P(label) ~ 0.999, 1 in 9 right
+    pairs = [(0.999, k % 9 == 0) for k in range(900)] + [(0.9999, k % 8 == 0) for k in range(80)]
+    a, b = platt_scaling(pairs)
+    assert abs(a) < 100 and abs(b) < 1000
+    scale = RelationCalibration(a=a, b=b).scale
+    assert scale(0.999) == pytest.approx(1 / 9, abs=0.03)

@@ -292,14 +292,14 @@ def test_configure_validates_like_the_factory(tiny_model_dir):
     component = _nlp(tiny_model_dir).get_pipe("bio_relation_llm")
     with pytest.raises(ValueError, match="none_threshold"):
         component.configure(none_threshold=2)
-    assert component.none_threshold == 0.5  # a refused setting changes nothing
+    assert component.none_threshold == "auto"  # a refused setting changes nothing
     with pytest.raises(ValueError, match="max_prompt_tokens"):
         component.configure(max_prompt_tokens=10)
     with pytest.raises(ValueError, match="device"):
         component.configure(device="cuda")  # not a setting configure may change
     with pytest.raises(ValueError):
         component.configure(relation_type_pairs=["nonsense"], none_threshold=0.9)
-    assert component.none_threshold == 0.5  # all or nothing, type pairs checked first
+    assert component.none_threshold == "auto"  # all or nothing, type pairs checked first
     assert component.relation_type_pairs != ["nonsense"]
     component.configure(none_threshold=0.9, tasks=["relations"], max_pairs_per_window=5)
     assert component.none_threshold == 0.9 and component.tasks == ["relations"]

@@ -42,8 +42,8 @@ MaxPromptTokensOption = Annotated[
 NoneThresholdOption = Annotated[
     float | None,
     typer.Option(
-        help="A pair is related when P(None) is below this (default: the component's 0.5); "
-        "1.0 relates every candidate pair.",
+        help="A pair is related when P(None) is below this (default: the adapter's "
+        "calibrated threshold from `calibrate`, else 0.5); 1.0 relates every candidate pair.",
     ),
 ]
 
@@ -121,6 +121,16 @@ def pipeline_spec(pipeline, model, adapter, tasks, batch_size, device, **setting
     )
 
 
+def other_entity_components(nlp, component) -> list[str]:
+    """Names of the pipeline's components, besides `component`, that write doc.ents
+    (a spaCy ner before `bio_relation_llm` in a hybrid pipeline)."""
+    return [
+        name
+        for name, pipe in nlp.pipeline
+        if pipe is not component and "doc.ents" in nlp.get_pipe_meta(name).assigns
+    ]
+
+
 def run_pipeline(nlp, component, gold, batch_size: int, score: bool):
     """Annotate fresh copies of `gold`; return predictions and a summary with docs/s,
     peak RSS, the component's parse statistics and (optionally) scores."""
@@ -131,7 +141,8 @@ def run_pipeline(nlp, component, gold, batch_size: int, score: bool):
     from ..evaluation.scorers import score_bio
     from ..tasks.names import TASK_ENTITIES
 
-    keep_ents = TASK_ENTITIES not in component.tasks
+    # gold entities are the input only when nothing in the pipeline predicts entities
+    keep_ents = TASK_ENTITIES not in component.tasks and not other_entity_components(nlp, component)
     inputs = [copy_for_prediction(nlp.make_doc, doc, keep_ents) for doc in gold]
     _ = component.backend  # load the model before timing
     start = time.perf_counter()
@@ -154,7 +165,12 @@ def run_pipeline(nlp, component, gold, batch_size: int, score: bool):
         "stats": dict(component.stats),
     }
     if score:
-        summary["scores"] = score_bio([Example(p, g) for p, g in zip(predicted, gold, strict=True)])
+        from ..evaluation.bootstrap import ENTITY_KEYS, RELATION_KEYS, intervals
+
+        examples = [Example(p, g) for p, g in zip(predicted, gold, strict=True)]
+        summary["scores"] = score_bio(examples)
+        keys = RELATION_KEYS if keep_ents else ENTITY_KEYS + RELATION_KEYS
+        summary["scores"]["intervals"] = intervals(examples, keys)
     return predicted, summary
 
 

@@ -18,6 +18,8 @@ from ._util import (
     NoneThresholdOption,
     app,
     build_pipeline,
+    fail,
+    other_entity_components,
     read_gold,
     run_pipeline,
 )
@@ -42,9 +44,27 @@ def evaluate(
     gold_entities: Annotated[
         bool, typer.Option(help="Also score relations predicted on the gold entities.")
     ] = True,
+    end_to_end: Annotated[
+        bool,
+        typer.Option(
+            help="Score entities and relations predicted from the text (off: only the "
+            "gold-entity relation setting, e.g. for relation ablations)."
+        ),
+    ] = True,
     device: DeviceOption = "auto",
     max_prompt_tokens: MaxPromptTokensOption = None,
     none_threshold: NoneThresholdOption = None,
+    relation_prompt: Annotated[
+        str | None,
+        typer.Option(
+            help="Relation prompt variant: named, marked or sentence (default: the one the "
+            "adapter was trained on)."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Name of the setting (meta.name; the results page's ablation rows)."),
+    ] = None,
 ) -> None:
     """Run the component over a gold corpus and score it: end to end (predicted
     entities) and, for relations, with the gold entities given. Writes metrics JSON
@@ -64,19 +84,29 @@ def evaluate(
         max_prompt_tokens=max_prompt_tokens,
         none_threshold=none_threshold,
         max_pairs_per_window=max_pairs,
+        relation_prompt=relation_prompt,
     )
+    if not (end_to_end or gold_entities):
+        raise fail("nothing to score: --no-end-to-end needs --gold-entities")
     gold = read_gold(gold_path, nlp.vocab, limit)
-    predicted, summary = run_pipeline(nlp, component, gold, batch_size, score=True)
-    metrics: dict[str, Any] = {**summary.pop("scores"), "run": summary}
+    metrics: dict[str, Any] = {}
+    predicted: list = []
+    if end_to_end:
+        predicted, summary = run_pipeline(nlp, component, gold, batch_size, score=True)
+        metrics = {**summary.pop("scores"), "run": summary}
     if gold_entities:
         metrics["gold_entities"] = _on_gold_entities(nlp, component, gold, batch_size)
     metrics["meta"] = {
+        "name": name,
         "model": model if pipeline is None else str(pipeline),
         "adapter": adapter,
         "data": str(gold_path),
         "documents": len(gold),
         "max_prompt_tokens": component.max_prompt_tokens,
-        "none_threshold": component.none_threshold,
+        "none_threshold": component.effective_none_threshold,
+        "none_threshold_setting": component.none_threshold,
+        "calibration_source": component.calibration.source,
+        "relation_prompt": component.effective_relation_prompt,
         "max_pairs_per_window": component.max_pairs_per_window,
         "max_pairs_per_doc": component.max_pairs_per_doc,
         "command": command_line(),
@@ -87,7 +117,7 @@ def evaluate(
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(table)
-    if predictions is not None:
+    if predictions is not None and predicted:
         DocBin(docs=predicted, store_user_data=True).to_disk(predictions)
     typer.echo(table)
     typer.echo(f"wrote {output}", err=True)
@@ -102,13 +132,93 @@ def _on_gold_entities(nlp, component, gold, batch_size: int) -> dict[str, Any]:
 
     component.configure(tasks=[TASK_RELATIONS], keep_pair_scores=True)
     component.stats.clear()
-    predicted, summary = run_pipeline(nlp, component, gold, batch_size, score=True)
+    # the other components that predict entities (a hybrid pipeline's ner) stay off
+    with nlp.select_pipes(disable=other_entity_components(nlp, component)):
+        predicted, summary = run_pipeline(nlp, component, gold, batch_size, score=True)
     scores = summary.pop("scores")
-    out = {**{k: v for k, v in scores.items() if k.startswith("rel_")}, "run": summary}
-    block = calibration(predicted, gold, component.none_threshold)
+    out = {
+        **{k: v for k, v in scores.items() if k.startswith("rel_")},
+        "intervals": scores["intervals"],
+        "run": summary,
+    }
+    block = calibration(predicted, gold, component.effective_none_threshold)
     if block is not None:
         out["calibration"] = block
     return out
+
+
+@app.command()
+def calibrate(
+    heldout_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="HELDOUT",
+            help="Gold DocBin of training documents the adapter was not trained on "
+            "(build-instructions' heldout/<source>.calibration.spacy), never dev.",
+        ),
+    ],
+    adapter: Annotated[str, typer.Option(help="PEFT LoRA adapter directory to calibrate.")],
+    model: ModelOption = "default",
+    output: Annotated[
+        Path | None, typer.Option(help="Also write the fitted calibration (with its sweep) here.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=0, help="Only the first N documents (0 = all).")] = 0,
+    batch_size: BatchSizeOption = 8,
+    max_pairs: Annotated[
+        int, typer.Option(min=1, help="Cap on candidate pairs per window (max_pairs_per_window).")
+    ] = 100,
+    device: DeviceOption = "auto",
+    max_prompt_tokens: MaxPromptTokensOption = None,
+) -> None:
+    """Choose the adapter's relation threshold and score scaling on held-back training
+    documents (gold entities given) and save them as ``calibration.json`` in the adapter
+    folder, where the component's default ``none_threshold = "auto"`` finds them."""
+    from ..evaluation.calibration import fit_calibration
+    from ..pipeline.relation_calibration import write_calibration
+    from ..tasks.names import TASK_RELATIONS
+    from ..util.cmdline import command_line
+
+    nlp, component = build_pipeline(
+        None,
+        model,
+        adapter,
+        TASK_RELATIONS,
+        batch_size,
+        device,
+        max_prompt_tokens=max_prompt_tokens,
+        none_threshold=1.0,
+        max_pairs_per_window=max_pairs,
+    )
+    component.configure(keep_pair_scores=True)
+    gold = read_gold(heldout_path, nlp.vocab, limit, "held-out")
+    predicted, summary = run_pipeline(nlp, component, gold, batch_size, score=False)
+    try:
+        fitted = fit_calibration(predicted, gold)
+    except ValueError as err:
+        raise fail(err) from err
+    sweep = fitted.pop("sweep")
+    fitted.update(
+        data=str(heldout_path),
+        max_pairs_per_window=max_pairs,
+        max_prompt_tokens=component.max_prompt_tokens,
+        seconds=summary["seconds"],
+        command=command_line(),
+    )
+    path = write_calibration(adapter, fitted)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps({**fitted, "sweep": sweep}, indent=2))
+    typer.echo(
+        f"none_threshold {fitted['none_threshold']:.2f}: pair + type F1 "
+        f"{100 * fitted['f1']:.1f} on {fitted['documents']} held-back documents, "
+        f"{fitted['relations']} of {fitted['candidate_pairs']} candidate pairs related; "
+        f"ECE {_fraction(fitted['ece_raw'])} -> {_fraction(fitted['ece_scaled'])} after scaling"
+    )
+    typer.echo(f"wrote {path}", err=True)
+
+
+def _fraction(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 @app.command()

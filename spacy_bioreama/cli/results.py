@@ -241,6 +241,15 @@ def results_command(
     spacy_llm: Annotated[Path, typer.Option(help="(e) baseline-spacy-llm.")] = Path(
         "metrics/baseline_spacy_llm.json"
     ),
+    best: Annotated[
+        Path, typer.Option(help="(b+) evaluate, the best CPU adapter (optional).")
+    ] = Path("metrics/best.json"),
+    hybrid: Annotated[
+        Path, typer.Option(help="(f) evaluate, spaCy ner + bio_relation_llm (optional).")
+    ] = Path("metrics/hybrid.json"),
+    ablations: Annotated[
+        Path, typer.Option(help="Folder of `evaluate --name` ablation files (optional).")
+    ] = Path("metrics/ablations"),
     benchmark: Annotated[
         Path, typer.Option(help="benchmark's JSON line (optional: skipped when absent).")
     ] = Path("metrics/benchmark.json"),
@@ -272,11 +281,15 @@ def results_command(
         "spacy_ner": spacy_ner,
         "cooccurrence": cooccurrence,
         "spacy_llm": spacy_llm,
+        "best": best,
+        "hybrid": hybrid,
     }
     rows = tuple(replace(row, path=paths[row.key]) for row in DEFAULT_ROWS)
     plots_dir = output.parent / PLOTS_DIR if plots else None
     try:
-        built = build_results(rows, output, command_line(), benchmark, plots_dir)
+        built = build_results(
+            rows, output, command_line(), benchmark, plots_dir, ablations_dir=ablations
+        )
     except (MetricsFileMissing, MetricsMismatch, ValueError) as err:
         raise fail(err) from err
     for warning in built.warnings:

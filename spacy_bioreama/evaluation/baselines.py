@@ -31,6 +31,7 @@ from ..annotations.labels import BIORED_ENTITY_LABELS, BIORED_TYPE_PAIRS, NEGATI
 from ..annotations.relations import Relation
 from ..annotations.spans import copy_for_prediction
 from ..tasks import relation as re_task
+from .bootstrap import ENTITY_KEYS, RELATION_KEYS, intervals
 from .scorers import score_bio
 
 NER_KEYS = ("ents_p", "ents_r", "ents_f", "ents_per_type")
@@ -72,6 +73,7 @@ def ner_metrics(examples: Sequence[Example]) -> dict[str, Any]:
     return {
         **{k: scores[k] for k in NER_KEYS},
         **dict.fromkeys(REL_KEYS),
+        "intervals": intervals(examples, ENTITY_KEYS),
     }
 
 
@@ -83,7 +85,10 @@ def gold_entity_relation_metrics(examples: Sequence[Example]) -> dict[str, Any]:
     return {
         **dict.fromkeys(NER_KEYS),
         **dict.fromkeys(REL_KEYS),
-        "gold_entities": {k: scores[k] for k in REL_KEYS},
+        "gold_entities": {
+            **{k: scores[k] for k in REL_KEYS},
+            "intervals": intervals(examples, RELATION_KEYS),
+        },
     }
 
 

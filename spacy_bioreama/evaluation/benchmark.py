@@ -70,6 +70,7 @@ class RecordedCall:
     answers: list[Generation]
     line_guard: LineGuard | None = None
     choices: list[Sequence[str] | None] | None = None
+    copy: Any = None  # the NER copy constraint (`models.copy_spans.CopySpans`), if any
 
 
 class RecordingBackend:
@@ -87,10 +88,12 @@ class RecordingBackend:
         max_new_tokens: int,
         choices: Sequence[Sequence[str] | None] | None = None,
         line_guard: LineGuard | None = None,
+        copy: Any = None,
     ) -> list[Generation]:
         """The inner backend's answers; the call (prompts, limits, answers) is recorded."""
+        extra = {"copy": copy} if copy is not None else {}
         answers = self.inner.generate(
-            prompts, max_new_tokens=max_new_tokens, choices=choices, line_guard=line_guard
+            prompts, max_new_tokens=max_new_tokens, choices=choices, line_guard=line_guard, **extra
         )
         self.calls.append(
             RecordedCall(
@@ -100,6 +103,7 @@ class RecordingBackend:
                 answers,
                 line_guard,
                 list(choices) if choices is not None else None,
+                copy,
             )
         )
         return answers

@@ -82,6 +82,7 @@ def replay(backend: Any, calls: Sequence[Any], docs: int, batch_size: int) -> Re
             max_new_tokens=call.max_new_tokens,
             choices=call.choices,
             line_guard=call.line_guard,
+            copy=call.copy,
         )
         answered.append((call, outs))
     result.seconds = time.perf_counter() - start

@@ -23,6 +23,7 @@ from spacy.training import Example
 
 from ..annotations.relations import Relation
 from ..pipeline.component import PAIR_SCORES_KEY
+from ..pipeline.relation_calibration import RelationCalibration
 from .scorers import gold_relation_keys, match_concepts, predicted_relation_keys, score_relations
 
 DEFAULT_BINS = 10
@@ -35,18 +36,21 @@ def pair_scores(doc: Doc) -> list[dict[str, Any]]:
     return [e for e in doc.user_data.get(PAIR_SCORES_KEY) or () if e.get("p_none") is not None]
 
 
-def relations_at(doc: Doc, none_threshold: float) -> list[Relation]:
+def relations_at(doc: Doc, none_threshold: float, score_key: str = "score") -> list[Relation]:
     """The relations the component would have written with `none_threshold`: a pair is
     related in a window when P(None) < threshold, and a concept pair keeps its most
-    confident related window (as `BioRelationLLM` does)."""
+    confident related window (as `BioRelationLLM` does). `score_key`: ``"score"`` (the
+    calibrated confidence) or ``"raw_score"`` (the label probability, what a new
+    calibration is fitted on; older records without it fall back to ``"score"``)."""
     best: dict[frozenset[str], Relation] = {}
     for e in pair_scores(doc):
         if e["p_none"] >= none_threshold:
             continue
         key = frozenset((e["head_id"], e["tail_id"]))
-        if key not in best or best[key].score < e["score"]:
+        score = e.get(score_key, e["score"])
+        if key not in best or best[key].score < score:
             head, tail = tuple(e["head"]), tuple(e["tail"])
-            best[key] = Relation(head, tail, e["head_id"], e["tail_id"], e["label"], e["score"])
+            best[key] = Relation(head, tail, e["head_id"], e["tail_id"], e["label"], score)
     return sorted(best.values(), key=lambda r: (r.head, r.tail, r.label))
 
 
@@ -122,6 +126,88 @@ def reliability(
     return {"predictions": n, "ece": ece, "bins": table}
 
 
+# the grid `fit_calibration` chooses the threshold from (exact: see threshold_sweep)
+FIT_THRESHOLDS = tuple(round(0.01 * k, 2) for k in range(1, 101))
+# fewer relations than this (or only right / only wrong ones): no score scaling is fitted
+MIN_SCALING_RELATIONS = 20
+
+
+def platt_scaling(pairs: Sequence[tuple[float, bool]], steps: int = 100) -> tuple[float, float]:
+    """(a, b) of P(right) = sigmoid(a * logit(score) + b), by damped Newton steps on the
+    log loss (each step halved until the loss falls) with a small ridge (0.01) towards the
+    identity so that separable data stays finite; (1, 0) — the identity — when there are
+    too few pairs or a single outcome."""
+    import numpy as np
+
+    outcomes = {ok for _, ok in pairs}
+    if len(pairs) < MIN_SCALING_RELATIONS or len(outcomes) < 2:
+        return 1.0, 0.0
+    p = np.clip(np.array([c for c, _ in pairs], dtype=float), 1e-6, 1 - 1e-6)
+    x = np.stack([np.log(p / (1 - p)), np.ones_like(p)], axis=1)
+    y = np.array([float(ok) for _, ok in pairs])
+    identity = np.array([1.0, 0.0])
+    ridge = 0.01
+
+    def loss(w: Any) -> float:
+        z = x @ w
+        # log(1 + e^z) - y z, written so that it does not overflow
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + ridge / 2 * np.sum((w - identity) ** 2))
+
+    w = identity.copy()
+    current = loss(w)
+    for _ in range(steps):
+        q = 0.5 * (1 + np.tanh(0.5 * (x @ w)))  # sigmoid without overflow
+        gradient = x.T @ (q - y) + ridge * (w - identity)
+        hessian = (x * (q * (1 - q))[:, None]).T @ x + ridge * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        scale = 1.0
+        while scale > 1e-6 and loss(w - scale * step) > current:
+            scale /= 2
+        if scale <= 1e-6:
+            break
+        w = w - scale * step
+        previous, current = current, loss(w)
+        if previous - current < 1e-10:
+            break
+    return float(w[0]), float(w[1])
+
+
+def fit_calibration(predicted: Sequence[Doc], gold: Sequence[Doc]) -> dict[str, Any]:
+    """The calibration `calibrate` saves with an adapter, from a run with every pair's
+    scores kept (`keep_pair_scores`) on documents the adapter was not trained on: the
+    `none_threshold` of the best pair + type F1 on `FIT_THRESHOLDS` (ties: the lower
+    threshold, fewer relations), and the Platt scaling of the raw label probability of
+    the relations kept there (`platt_scaling`), with the ECE before and after."""
+    if not any(pair_scores(p) for p in predicted):
+        raise ValueError("no pair scores were recorded: the backend gives no option probabilities")
+    sweep = threshold_sweep(predicted, gold, FIT_THRESHOLDS)
+    best = max(sweep, key=lambda row: (row["f"], -row["threshold"]))
+    threshold = best["threshold"]
+    kept = [_with_relations(p, relations_at(p, threshold, "raw_score")) for p in predicted]
+    pairs = [c for p, g in zip(kept, gold, strict=True) for c in _correctness(p, g)]
+    a, b = platt_scaling(pairs)
+    scaled = [_scaled(p, a, b) for p in kept]
+    candidates = sum(len(pair_scores(p)) for p in predicted)
+    return {
+        "none_threshold": threshold,
+        "score_scaling": {"a": a, "b": b},
+        "documents": len(predicted),
+        "candidate_pairs": candidates,
+        "relations": best["predicted"],
+        "p": best["p"],
+        "r": best["r"],
+        "f1": best["f"],
+        "ece_raw": reliability(kept, gold)["ece"],
+        "ece_scaled": reliability(scaled, gold)["ece"],
+        "sweep": sweep,
+    }
+
+
+def _scaled(doc: Doc, a: float, b: float) -> Doc:
+    scale = RelationCalibration(a=a, b=b).scale
+    return _with_relations(doc, [r._replace(score=scale(r.score)) for r in doc._.relations])
+
+
 def calibration(
     predicted: Sequence[Doc], gold: Sequence[Doc], none_threshold: float | None
 ) -> dict[str, Any] | None:
@@ -140,8 +226,11 @@ def calibration(
 __all__ = [
     "DEFAULT_BINS",
     "SWEEP_THRESHOLDS",
+    "FIT_THRESHOLDS",
     "calibration",
+    "fit_calibration",
     "pair_scores",
+    "platt_scaling",
     "relations_at",
     "reliability",
     "threshold_sweep",

@@ -26,6 +26,8 @@ class Row:
     label: str
     path: Path
     producer: str
+    # left out of the page (not an error) when its metrics file does not exist
+    optional: bool = False
 
 
 DEFAULT_ROWS = (
@@ -40,6 +42,13 @@ DEFAULT_ROWS = (
         "(b) LoRA-tuned adapter (`bio_relation_llm`)",
         Path("metrics/tuned.json"),
         "spacy project run evaluate-tuned",
+    ),
+    Row(
+        "best",
+        "(b+) best CPU adapter (`bio_relation_llm`, `spacy project run best`)",
+        Path("metrics/best.json"),
+        "spacy project run evaluate-best",
+        optional=True,
     ),
     Row(
         "spacy_ner",
@@ -59,7 +68,16 @@ DEFAULT_ROWS = (
         Path("metrics/baseline_spacy_llm.json"),
         "spacy project run baseline-spacy-llm",
     ),
+    Row(
+        "hybrid",
+        "(f) hybrid: spaCy ner (c) + `bio_relation_llm` relations (`configs/pipeline_hybrid.cfg`)",
+        Path("metrics/hybrid.json"),
+        "spacy project run evaluate-hybrid",
+        optional=True,
+    ),
 )
+# `evaluate --name NAME` files of the relation and NER ablations (see docs/results.md)
+ABLATIONS_DIR = Path("metrics/ablations")
 
 # Published figures (BioRED relation extraction F1) quoted by the seed papers (REaMA).
 # They are literature values, shown in their own block, never mixed with measurements.
@@ -76,6 +94,7 @@ COLUMNS = (
     ("RE F1 pair + type, end to end", "rel_micro_f"),
     ("RE F1 pair, gold entities", "gold_entities/rel_pair_f"),
     ("RE F1 pair + type, gold entities", "gold_entities/rel_micro_f"),
+    ("relation ECE, gold entities", "gold_entities/calibration/ece"),
 )
 
 _STANDARD_META = ("model", "adapter", "data", "documents", "command")
@@ -88,7 +107,7 @@ PLOT_FILES = {
     "sweep": "threshold_sweep.png",
 }
 CALIBRATION_PATH = "gold_entities/calibration"
-CALIBRATION_ROW = "tuned"  # the row whose calibration block is plotted
+CALIBRATION_ROWS = ("best", "tuned")  # the row whose calibration block is plotted: the first found
 
 
 class MetricsFileMissing(FileNotFoundError):
@@ -110,6 +129,7 @@ def get_path(metrics: dict[str, Any], path: str) -> Any:
 def load_rows(rows: tuple[Row, ...] = DEFAULT_ROWS) -> list[tuple[Row, dict[str, Any]]]:
     """Read every row's metrics file; all missing files are named in one error, each
     with the command that writes it."""
+    rows = tuple(row for row in rows if row.path.exists() or not row.optional)
     missing = [row for row in rows if not row.path.exists()]
     if missing:
         lines = "\n".join(f"  {row.path}  (make it with: {row.producer})" for row in missing)
@@ -158,12 +178,103 @@ def _code(value: Any) -> str:
     return f"`{value}`"
 
 
+def figure(metrics: dict[str, Any], path: str, missing: str = "") -> str:
+    """One cell: an F1 in % with its bootstrap interval where the file has one
+    (``46.7 [41.2–52.0]``), an ECE as a fraction, `missing` where there is no value."""
+    from ..util.formatting import interval
+
+    value = get_path(metrics, path)
+    if value is None:
+        return missing
+    if path.endswith("/ece"):
+        return f"{float(value):.3f}"
+    head, _, key = path.rpartition("/")
+    ci = interval(get_path(metrics, f"{head}/intervals/{key}" if head else f"intervals/{key}"))
+    return f"{percent(value)} [{ci}]" if ci else percent(value)
+
+
+# (column header, how to read it from an ablation's metrics file)
+ABLATION_COLUMNS = (
+    "setting",
+    "RE F1 pair + type, gold entities",
+    "RE F1 pair, gold entities",
+    "none_threshold",
+    "related / candidate pairs",
+    "ECE",
+    "RE prompts",
+    "RE prompt tokens",
+    "s/doc (RE, gold entities)",
+    "NER F1",
+)
+
+
+def load_ablations(folder: Path = ABLATIONS_DIR) -> list[tuple[str, dict[str, Any]]]:
+    """The ablation metrics files (``evaluate --name``) in `folder`, by name."""
+    if not folder.is_dir():
+        return []
+    loaded = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            metrics = json.loads(path.read_text(encoding="utf8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from err
+        loaded.append((str(get_path(metrics, "meta/name") or path.stem), metrics))
+    return loaded
+
+
+def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> list[str]:
+    """The Ablations section: one row per setting, each with the command that made it."""
+    if not loaded:
+        return []
+    out = [
+        "## Ablations",
+        "",
+        f"From the `evaluate --name` files in `{folder}`, each on the documents its row says. "
+        "Candidate pairs: every allowed concept pair of the gold entities; the `sentence` "
+        "prompt asks only those a sentence co-mentions, the rest count as unrelated.",
+        "",
+        "| " + " | ".join(ABLATION_COLUMNS) + " |",
+        "|---|" + "---:|" * (len(ABLATION_COLUMNS) - 1),
+    ]
+    for name, m in loaded:
+        gold = m.get("gold_entities") or {}
+        stats = get_path(gold, "run/stats") or {}
+        docs = get_path(gold, "run/docs") or 0
+        seconds = get_path(gold, "run/seconds")
+        asked = stats.get("re_pairs", 0)
+        candidates = asked + sum(
+            stats.get(k, 0)
+            for k in ("re_pairs_not_co_mentioned", "re_pairs_skipped", "re_pairs_skipped_doc_cap")
+        )
+        cells = [
+            name,
+            figure(m, "gold_entities/rel_micro_f", "–"),
+            figure(m, "gold_entities/rel_pair_f", "–"),
+            str(get_path(m, "meta/none_threshold")),
+            f"{stats.get('relations', 0)} / {candidates}",
+            figure(m, "gold_entities/calibration/ece", "–"),
+            str(asked),
+            str(stats.get("re_prompt_tokens", "–")),
+            f"{seconds / docs:.2f}" if seconds and docs else "–",
+            figure(m, "ents_f", "–"),
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    for name, m in loaded:
+        out.append(
+            f"- `{name}` ({get_path(m, 'meta/documents')} documents): "
+            f"`{get_path(m, 'meta/command')}`"
+        )
+    return out
+
+
 def render_results(
     loaded: list[tuple[Row, dict[str, Any]]],
     command: str,
     benchmark: dict[str, Any] | None = None,
     benchmark_path: Path | None = None,
     plots: list[str] | None = None,
+    ablations: list[str] | None = None,
 ) -> str:
     """The markdown page: table, plots (`plots`: the section's lines, None for no
     section), how each row was made, throughput, published figures."""
@@ -181,17 +292,21 @@ def render_results(
         f"Data: `{first_meta.get('data')}`, first {first_meta.get('documents')} documents; "
         "all rows scored with `spacy_bioreama.evaluation.scorers.score_bio`: NER is strict "
         "mention level (exact character span and type, all mentions incl. overlapping ones); "
-        "RE is document level on unordered concept pairs. Scores in %. A blank cell: the "
-        "row does not do that task.",
+        "RE is document level on unordered concept pairs. Scores in %, with the 95 % "
+        "bootstrap interval over documents in brackets (`evaluation/bootstrap.py`; "
+        "1000 resamples). ECE: expected calibration error of the relation scores (10 bins). "
+        "A blank cell: the row does not do that task.",
         "",
         "| system | " + " | ".join(header for header, _ in COLUMNS) + " | documents |",
         "|---|" + "---:|" * (len(COLUMNS) + 1),
     ]
     for row, metrics in loaded:
         # blank where the row does not do that task
-        cells = [percent(get_path(metrics, path), missing="") for _, path in COLUMNS]
+        cells = [figure(metrics, path) for _, path in COLUMNS]
         docs = get_path(metrics, "meta/documents")
         out.append(f"| {row.label} | " + " | ".join(cells) + f" | {docs} |")
+    if ablations:
+        out += ["", *ablations]
     if plots is not None:
         out += ["", "## Plots", "", *plots]
     out += ["", "## How each row was made", ""]
@@ -299,7 +414,7 @@ def write_plots(
         )
     else:
         lines += ["No row records per-type scores (`ents_per_type`, `rel_per_type`).", ""]
-    tuned = next(((r, m) for r, m in loaded if r.key == CALIBRATION_ROW), None)
+    tuned = next(((r, m) for key in CALIBRATION_ROWS for r, m in loaded if r.key == key), None)
     calibration = get_path(tuned[1], CALIBRATION_PATH) if tuned else None
     if calibration is None:
         where = f"`{tuned[0].path}`" if tuned else "the tuned row"
@@ -356,16 +471,23 @@ def build_results(
     command: str,
     benchmark_path: Path,
     plots_dir: Path | None = None,
+    ablations_dir: Path = ABLATIONS_DIR,
 ) -> BuiltResults:
     """Load, check and render the page, write the plots into `plots_dir` (None: no
     plots, no Plots section), then write the page to `output`."""
     loaded = load_rows(rows)
     check_same_split(loaded)
+    ablations = render_ablations(load_ablations(ablations_dir), ablations_dir)
     section, written, warnings = None, [], []
     if plots_dir is not None:
         section, written, warnings = write_plots(loaded, plots_dir, output.parent)
     page = render_results(
-        loaded, command, read_benchmark(benchmark_path), benchmark_path, plots=section
+        loaded,
+        command,
+        read_benchmark(benchmark_path),
+        benchmark_path,
+        plots=section,
+        ablations=ablations,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(page, encoding="utf8")

@@ -46,6 +46,11 @@ def _mention_keys(doc: Doc) -> set[tuple[int, int, str]]:
     return {(s.start_char, s.end_char, s.label_) for s in all_mentions(doc)}
 
 
+def entity_key_sets(eg: Example) -> tuple[set[tuple], set[tuple]]:
+    """(predicted, gold) strict mention keys of one example: what NER counts."""
+    return _mention_keys(eg.predicted), _mention_keys(eg.reference)
+
+
 def score_entities(examples: Iterable[Example]) -> dict[str, Any]:
     """Strict mention-level NER scores over all mentions (keys compared per document)."""
     gold: set[tuple] = set()
@@ -128,6 +133,14 @@ def predicted_relation_keys(
     return keys
 
 
+def relation_key_sets(eg: Example) -> tuple[set[RelationKey], set[RelationKey]]:
+    """(predicted, gold) relation keys of one example, predicted concepts mapped to gold
+    ones: what every relation setting counts (pair: ``k[0]``, + type: ``k[:2]``)."""
+    gold = gold_relation_keys(eg.reference)
+    pred = predicted_relation_keys(eg.predicted, match_concepts(eg.predicted, eg.reference), gold)
+    return pred, gold
+
+
 def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
     """BioRED document-level relation scores in the three settings."""
     pair, typed, novelty = PRFScore(), PRFScore(), PRFScore()
@@ -135,10 +148,7 @@ def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
     predicts_novelty = False
     for eg in examples:
         predicts_novelty |= any(r.novel is not None for r in eg.predicted._.relations)
-        gold = gold_relation_keys(eg.reference)
-        pred = predicted_relation_keys(
-            eg.predicted, match_concepts(eg.predicted, eg.reference), gold
-        )
+        pred, gold = relation_key_sets(eg)
         count_prf({k[0] for k in pred}, {k[0] for k in gold}, pair)
         count_prf({k[:2] for k in pred}, {k[:2] for k in gold}, typed)
         count_prf(pred, gold, novelty)

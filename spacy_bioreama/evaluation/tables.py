@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..tasks.names import QA
-from ..util.formatting import percent
+from ..util.formatting import interval, percent
 from .results import get_path
 
 # (row label, path into an `evaluate` metrics dict) of compare's fixed rows
@@ -31,8 +31,16 @@ RE_SETTINGS = (
 
 
 def _prf_row(label: str, scores: dict[str, Any], key: str) -> str:
-    cells = " | ".join(percent(scores[f"{key}_{m}"]) for m in "prf")
-    return f"| {label} | {cells} |"
+    cells = " | ".join(percent(scores.get(f"{key}_{m}")) for m in "prf")
+    ci = interval((scores.get("intervals") or {}).get(f"{key}_f"), "–")
+    return f"| {label} | {cells} | {ci} |"
+
+
+def interval_path(path: str) -> str:
+    """Where the 95 % interval of the F1 at `path` is kept: ``a/rel_micro_f`` →
+    ``a/intervals/rel_micro_f``."""
+    head, _, key = path.rpartition("/")
+    return f"{head}/intervals/{key}" if head else f"intervals/{key}"
 
 
 def metrics_markdown(metrics: dict[str, Any]) -> str:
@@ -43,11 +51,13 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
         f"Model `{meta.get('model')}`, adapter `{meta.get('adapter')}`, "
         f"data `{meta.get('data')}` ({meta.get('documents')} documents).",
         "",
-        "| metric | P | R | F1 |",
-        "|---|---|---|---|",
-        _prf_row("NER (strict mentions)", metrics, "ents"),
+        "| metric | P | R | F1 | F1 95 % CI |",
+        "|---|---|---|---|---|",
     ]
-    settings = [("end to end", metrics)]
+    settings = []
+    if "ents_f" in metrics:  # not with --no-end-to-end
+        rows.append(_prf_row("NER (strict mentions)", metrics, "ents"))
+        settings.append(("end to end", metrics))
     if "gold_entities" in metrics:
         settings.append(("gold entities", metrics["gold_entities"]))
     for name, scores in settings:
@@ -85,7 +95,11 @@ def compare_markdown(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
     lines = ["| metric | " + " | ".join(name for name, _ in runs) + " |"]
     lines.append("|---|" + "---|" * len(runs))
     for label, path in _compare_rows(runs):
-        cells = [_cell(get_path(metrics, path), path) for _, metrics in runs]
+        cells = [
+            _cell(get_path(metrics, path), path)
+            + (f" ({ci})" if (ci := interval(get_path(metrics, interval_path(path)))) else "")
+            for _, metrics in runs
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for name, metrics in runs:
         lines.append(f"\n`{name}`: {get_path(metrics, 'meta/command')}")

@@ -13,7 +13,10 @@ the `bio_relation_llm` component parses at inference (`tasks/ner.py`,
   too-long count, per-source details (documents, held-out split, negatives, windows)
   and the relation type pairs inference should use (``type_pairs``);
 - ``heldout/<source>.dev.spacy``: the documents held out by ``dev_fraction`` (sources
-  without a dev file), so that evaluation scores exactly the held-out documents.
+  without a dev file), so that evaluation scores exactly the held-out documents;
+- ``heldout/<source>.calibration.spacy``: training documents held back by
+  ``calibration_fraction`` (no example is built from them), on which `calibrate` picks
+  the adapter's relation threshold, so that dev is never used to tune it.
 
 It returns a `BuildReport`; ``str(report)`` is a readable table (the CLI prints it).
 
@@ -117,12 +120,15 @@ def build_instructions(
         source_stats[src.name] = info
         for split in SPLITS:
             records[split].extend(split_records[split])
-        if heldout:
-            path = output_dir / "heldout" / f"{src.name}.dev.spacy"
+        for part, docs in heldout.items():
+            path = output_dir / "heldout" / f"{src.name}.{part}.spacy"
             path.parent.mkdir(parents=True, exist_ok=True)
-            DocBin(docs=heldout, store_user_data=True).to_disk(path)
-            heldout_files[src.name] = path
-            info["heldout_docbin"] = path.relative_to(output_dir).as_posix()
+            DocBin(docs=docs, store_user_data=True).to_disk(path)
+            key = src.name if part == "dev" else f"{src.name}.{part}"
+            heldout_files[key] = path
+            info["heldout_docbin" if part == "dev" else f"{part}_docbin"] = path.relative_to(
+                output_dir
+            ).as_posix()
 
     if settings.shuffle:
         _rng(settings.seed, "shuffle").shuffle(records["train"])
@@ -267,21 +273,33 @@ def _check_paths(sources: Sequence[SourceConfig]) -> None:
 
 def _load_splits(
     src: SourceConfig, store: _DocStore, seed: int
-) -> tuple[list[Doc], list[Doc], list[Doc], dict[str, Any]]:
+) -> tuple[list[Doc], list[Doc], dict[str, list[Doc]], dict[str, Any]]:
     """The source's (train, dev, held-out) documents, after dropping train documents
     that are also in dev and applying the document caps; and the ``stats.json`` entries
-    that describe them."""
+    that describe them. Held-out parts by name: ``dev`` (by ``dev_fraction``) and
+    ``calibration`` (by ``calibration_fraction``: training documents no example is built
+    from, on which `calibrate` chooses the adapter's ``none_threshold``)."""
     all_train = store.load(src.train)
-    heldout: list[Doc] = []
+    heldout: dict[str, list[Doc]] = {}
     if src.dev is not None:
         train, dev = list(all_train), store.load(src.dev)
         dev_split = "file"
     elif src.dev_fraction > 0:
         train, dev = heldout_split(all_train, src.dev_fraction)
-        heldout = dev
+        heldout["dev"] = dev
         dev_split = f"{src.dev_fraction:g} of train (held out by doc id hash)"
     else:
         train, dev, dev_split = list(all_train), [], None
+    if src.calibration_fraction > 0:
+        n_train = len(train)
+        train, calibration = heldout_split(train, src.calibration_fraction)
+        if calibration:
+            heldout["calibration"] = calibration
+        elif n_train:
+            raise ValueError(
+                f"{_where(src)} calibration_fraction: {src.calibration_fraction:g} of "
+                f"{n_train} train documents holds none out; raise it or set it to 0"
+            )
     # only real ids: documents without one get positional names that may coincide
     dev_ids = {doc_id(d) for d in dev if d.user_data.get(DOC_ID_KEY)}
     before = len(train)
@@ -302,8 +320,10 @@ def _load_splits(
         "train_docs_in_dev_dropped": dropped_in_dev,
         "weight": src.weight,
     }
-    if heldout:
-        info["dev_doc_ids"] = [_doc_id(d, i) for i, d in enumerate(heldout)]
+    for part, docs in heldout.items():
+        info[f"{part}_doc_ids"] = [_doc_id(d, i) for i, d in enumerate(docs)]
+    if "calibration" in heldout:
+        info["docs"]["calibration"] = len(heldout["calibration"])
     return train, dev, heldout, info
 
 
@@ -433,7 +453,7 @@ class _Builder:
 
 def _build_source(
     src: SourceConfig, builder: _Builder, store: _DocStore
-) -> tuple[dict[str, Any], Records, list[Doc]]:
+) -> tuple[dict[str, Any], Records, dict[str, list[Doc]]]:
     """One source's records per split, its ``stats.json`` entry and its held-out
     documents."""
     seed = builder.settings.seed

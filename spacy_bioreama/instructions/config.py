@@ -34,6 +34,7 @@ Config (spaCy / confection ``.cfg``; a dict of the same shape works too)::
     corpus = "biored"         # corpus name in records and statistics (default: source name)
     train = "${paths.corpus}/biored_train.spacy"
     dev = "${paths.corpus}/biored_dev.spacy"   # or dev_fraction = 0.1 (deterministic)
+    calibration_fraction = 0.0  # train documents held back (by doc id hash) for `calibrate`
     labels = null             # ner: entity types; re/pair: relation labels (answer order)
     weight = 1.0              # train mixing weight: <1 subsamples, >1 repeats (new paraphrase)
     max_docs = null           # cap on train documents (seeded subset, corpus order kept)
@@ -50,7 +51,8 @@ e.g. GAD ``{"1": "Association", "0": "None"}``, or as a list of pairs
 ``type_pairs`` (re: ``["A|B", ...]``; default: the type pairs of the train split's
 positive relations), ``rationale`` (re/pair: overrides the global switch), ``context``
 (pair: ``"document"`` (default) or ``"sentence"``, the sentence(s) holding the pair, for
-multi-sentence documents such as DDI).
+multi-sentence documents such as DDI), ``relation_prompt`` (re: ``"named"`` (default),
+``"marked"`` or ``"sentence"``; see `tasks/relation.py`).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ from pydantic.fields import FieldInfo
 from ..tasks.names import TASK_FAMILIES
 from ..tasks.pair import PAIR_CONTEXTS
 from ..tasks.registry import tasks_reading
-from ..tasks.relation import parse_type_pairs
+from ..tasks.relation import DEFAULT_RELATION_PROMPT, RELATION_PROMPTS, parse_type_pairs
 from ..util.settings import SETTINGS_MODEL_CONFIG, did_you_mean
 
 TOO_LONG_ACTIONS = ("drop", "keep")
@@ -84,7 +86,15 @@ RATIONALE_NEGATIVES = ("quote", "none")
 # the task-specific source keys, in the order the config checks them
 _TASK_KEYS = {
     key: tasks_reading(key)
-    for key in ("label_map", "negative_ratio", "type_pairs", "rationale", "context", "labels")
+    for key in (
+        "label_map",
+        "negative_ratio",
+        "type_pairs",
+        "rationale",
+        "context",
+        "relation_prompt",
+        "labels",
+    )
 }
 # SourceConfig fields that are not config keys
 _DERIVED = ("name",)
@@ -146,6 +156,7 @@ class SourceConfig(BaseModel):
     )
     dev: Annotated[Path, BeforeValidator(_path)] | None = None
     dev_fraction: Number = Field(0.0, ge=0, lt=1)
+    calibration_fraction: Number = Field(0.0, ge=0, lt=1)
     label_map: dict[str, str] | None = None
     corpus: str = Field(min_length=1)
     type_pairs: tuple[str, ...] | None = None
@@ -158,13 +169,14 @@ class SourceConfig(BaseModel):
     negative_ratio: Number | None = Field(None, ge=0)
     rationale: bool | None = None
     context: Literal[PAIR_CONTEXTS] = "document"
+    relation_prompt: Literal[RELATION_PROMPTS] = DEFAULT_RELATION_PROMPT
 
     @property
     def negative_ratio_set(self) -> bool:
         """Whether the section sets ``negative_ratio`` (null included: keep all)."""
         return "negative_ratio" in self.model_fields_set
 
-    @field_validator("dev_fraction", mode="before")
+    @field_validator("dev_fraction", "calibration_fraction", mode="before")
     @classmethod
     def _no_fraction(cls, value: Any) -> Any:
         return 0.0 if value is None else value

@@ -79,8 +79,11 @@ def load_backend(
     `from_pretrained`) or "llama_cpp" (`LlamaCppBackend` on the model's GGUF file, CPU
     only; `max_new_tokens` sizes its KV cache).
     """
+    from ..util.resources import limit_torch_threads
     from .hf import HFBackend
 
+    if device in ("auto", "cpu"):
+        limit_torch_threads()
     if adapter is not None:
         adapter_path = Path(adapter).expanduser()
         if not adapter_path.is_dir():

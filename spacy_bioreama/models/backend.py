@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .copy_spans import CopySpans
 
 # Defaults a backend is built with (`load_backend`, `HFBackend`); defined here, in the
 # torch-free protocol module, so that `spacy_bioreama.models` can name them cheaply.
@@ -41,6 +44,8 @@ class Generation:
     new_tokens: int
     truncated: bool = False
     lines_ended: int = 0
+    # decoding steps where the copy constraint overruled the model's first choice
+    copy_redirected: int = 0
 
 
 # Called with the unfinished last line of a free-form answer after each generated token;
@@ -59,6 +64,7 @@ class GenerationBackend(Protocol):
         max_new_tokens: int,
         choices: Sequence[Sequence[str]] | None = None,
         line_guard: LineGuard | None = None,
+        copy: CopySpans | None = None,
     ) -> list[Generation]:
         """Greedy answers for `prompts`, in order.
 
@@ -66,7 +72,9 @@ class GenerationBackend(Protocol):
         (constrained decoding over the tokenised options), and its `logprob` is the
         log-probability of that option renormalised over the allowed tokens.
         With `line_guard`, a free-form answer's line is ended (a newline is forced) as
-        soon as the guard returns True for the unfinished line.
+        soon as the guard returns True for the unfinished line. With `copy`
+        (`copy_spans.CopySpans`), the spans a free-form answer lists are copied from
+        `copy.texts[i]`.
         """
         ...
 

@@ -16,12 +16,14 @@ forced to end that line.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from .backend import Generation, LineGuard
 from .cache_api import cache_kwargs, output_cache
+from .copy_spans import CopySpans, SpanCopier
 from .kv_room import with_room
 
 
@@ -63,13 +65,23 @@ class GreedyAnswers:
     """Per-prompt state of a greedy batch, indexed by the prompt's row in the batch (rows
     keep their index when finished rows are dropped from the model's batch)."""
 
-    def __init__(self, n: int, ender: LineEnder | None):
+    def __init__(self, n: int, ender: LineEnder | None, copier: SpanCopier | None = None):
+        self.copier = copier
         self.tokens: list[list[int]] = [[] for _ in range(n)]
         self.logprobs = [0.0] * n
         self.stopped = [False] * n
         self.ender = ender
         self.end_line = [False] * n  # the row's next token must end its line
         self.lines_ended = [0] * n
+
+    def choose(self, rows: list[int], scores: torch.Tensor) -> torch.Tensor:
+        """The next token of each of `rows` (one score row each): the argmax among the
+        tokens the copy constraint allows, then the line end where the guard forces it."""
+        if self.copier is not None:
+            scores = self.copier.mask(rows, scores)
+        next_tok = scores.argmax(dim=-1)
+        self.force_line_ends(rows, next_tok)
+        return next_tok
 
     def force_line_ends(self, rows: list[int], next_tok: torch.Tensor) -> None:
         """Replace the chosen token of the `rows` whose line must end by the line end."""
@@ -87,6 +99,8 @@ class GreedyAnswers:
             self.tokens[orig].append(tok)
             self.logprobs[orig] += lp
             self.stopped[orig] = fin
+            if self.copier is not None:
+                self.copier.advance(orig, tok)
             if ender is not None:
                 self.lines_ended[orig] += self.end_line[orig]
                 self.end_line[orig] = not fin and ender.must_end_line(self.tokens[orig])
@@ -107,6 +121,7 @@ class GreedyAnswers:
                     new_tokens=len(self.tokens[i]),
                     truncated=not self.stopped[i],
                     lines_ended=self.lines_ended[i],
+                    copy_redirected=self.copier.blocked[i] if self.copier is not None else 0,
                 )
             )
         return results
@@ -128,21 +143,22 @@ class GreedyDecoding:
         max_new_tokens: int,
         prefix: Any = None,
         line_guard: LineGuard | None = None,
+        copy: CopySpans | None = None,
     ) -> list[Generation]:
-        """Greedy answers for one batch of prompt ids (optionally after a shared prefix)."""
+        """Greedy answers for one batch of prompt ids (optionally after a shared prefix);
+        with `copy` (its texts those of this batch), spans copied from the texts."""
         device = self.device
         eos = torch.tensor(self.eos_token_ids, device=device)
         logits, cache, mask, next_pos = self._prefill(batch_ids, prefix)
         if self.kv_room:  # write each step in place instead of torch.cat (see kv_room)
             cache = with_room(cache, max_new_tokens)
         ender = LineEnder(self, line_guard) if line_guard is not None else None
-        answers = GreedyAnswers(len(batch_ids), ender)
+        answers = GreedyAnswers(len(batch_ids), ender, make_copier(self, copy))
         active = torch.arange(len(batch_ids), device=device)
         for step in range(max_new_tokens):
             logp = torch.log_softmax(logits, dim=-1)
-            next_tok = logits.argmax(dim=-1)
             rows = active.tolist()
-            answers.force_line_ends(rows, next_tok)
+            next_tok = answers.choose(rows, logits)
             tok_lp = logp.gather(-1, next_tok[:, None])[:, 0]
             finished = torch.isin(next_tok, eos)
             answers.add(rows, next_tok, tok_lp, finished)
@@ -169,4 +185,18 @@ class GreedyDecoding:
         return answers.generations(batch_ids, self._decode)
 
 
-__all__ = ["GreedyAnswers", "GreedyDecoding", "LineEnder"]
+def make_copier(backend: Any, copy: CopySpans | None) -> SpanCopier | None:
+    """The `SpanCopier` of one batch (`copy.texts` are the batch's), or None."""
+    if copy is None or not any(t is not None for t in copy.texts):
+        return None
+    return SpanCopier(backend.tokenizer, copy, copy.texts, backend.eos_token_ids)
+
+
+def batch_copy(copy: CopySpans | None, batch: Sequence[int]) -> CopySpans | None:
+    """`copy` with the texts of the prompts `batch` (indices into the request)."""
+    if copy is None:
+        return None
+    return replace(copy, texts=[copy.texts[i] for i in batch])
+
+
+__all__ = ["GreedyAnswers", "GreedyDecoding", "LineEnder", "batch_copy", "make_copier"]

@@ -31,7 +31,8 @@ from .backend import (
     LineGuard,
 )
 from .choices import DEFAULT_CHOICE_KV_BUDGET, ChoiceScoring, resolve_choice_scoring
-from .greedy import GreedyDecoding
+from .copy_spans import CopySpans
+from .greedy import GreedyDecoding, batch_copy
 from .hf_loading import (
     GenerationStats,
     PromptEncoding,
@@ -164,6 +165,7 @@ class HFBackend(PromptEncoding, PrefixBatching, GreedyDecoding, ChoiceScoring):
         max_new_tokens: int,
         choices: Sequence[Sequence[str] | None] | None = None,
         line_guard: LineGuard | None = None,
+        copy: CopySpans | None = None,
     ) -> list[Generation]:
         """Greedy answers for `prompts`, in order.
 
@@ -178,7 +180,7 @@ class HFBackend(PromptEncoding, PrefixBatching, GreedyDecoding, ChoiceScoring):
         def answer(free, constrained, encoded, option_lists, results, tally) -> None:
             with torch.inference_mode():
                 self._answer(
-                    free, encoded, option_lists, max_new_tokens, results, tally, line_guard
+                    free, encoded, option_lists, max_new_tokens, results, tally, line_guard, copy
                 )
                 self._answer(constrained, encoded, option_lists, max_new_tokens, results, tally)
 
@@ -193,6 +195,7 @@ class HFBackend(PromptEncoding, PrefixBatching, GreedyDecoding, ChoiceScoring):
         results: list[Generation | None],
         tally: GenerationStats,
         line_guard: LineGuard | None = None,
+        copy: CopySpans | None = None,
     ) -> None:
         """Answer the prompts `indices` (all free-form or all constrained) into `results`.
 
@@ -211,7 +214,9 @@ class HFBackend(PromptEncoding, PrefixBatching, GreedyDecoding, ChoiceScoring):
                     ids, [option_lists[i] for i in batch], prefix
                 )
             else:
-                outs = self._greedy(ids, max_new_tokens, prefix, line_guard)
+                outs = self._greedy(
+                    ids, max_new_tokens, prefix, line_guard, batch_copy(copy, batch)
+                )
             for i, out in zip(batch, outs, strict=True):
                 results[i] = out
             tally.batches += 1

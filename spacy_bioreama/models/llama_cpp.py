@@ -46,7 +46,8 @@ from .backend import (
     LineGuard,
 )
 from .choices import best_option, trie_log_probs
-from .greedy import GreedyAnswers, LineEnder
+from .copy_spans import CopySpans
+from .greedy import GreedyAnswers, LineEnder, batch_copy, make_copier
 from .hf_loading import GenerationStats, PromptEncoding, check_adapter_dir, eos_token_ids
 
 INSTALL_HINT = (
@@ -254,6 +255,7 @@ class LlamaCppBackend(PromptEncoding):
         max_new_tokens: int,
         choices: Sequence[Sequence[str] | None] | None = None,
         line_guard: LineGuard | None = None,
+        copy: CopySpans | None = None,
     ) -> list[Generation]:
         """Greedy answers for `prompts`, in order (see `GenerationBackend.generate`)."""
         if self._ctx is None:
@@ -263,7 +265,9 @@ class LlamaCppBackend(PromptEncoding):
             for batch in self._batches(free, encoded, max_new_tokens):
                 ids = [encoded[i] for i in batch]
                 for i, out in zip(
-                    batch, self._greedy(ids, max_new_tokens, line_guard, tally), strict=True
+                    batch,
+                    self._greedy(ids, max_new_tokens, line_guard, tally, batch_copy(copy, batch)),
+                    strict=True,
                 ):
                     results[i] = out
             for batch in self._batches(constrained, encoded, 0):
@@ -362,6 +366,7 @@ class LlamaCppBackend(PromptEncoding):
         max_new_tokens: int,
         line_guard: LineGuard | None,
         tally: GenerationStats,
+        copy: CopySpans | None = None,
     ) -> list[Generation]:
         """Greedy answers for one batch: one `llama_decode` per step over the unfinished
         sequences (a finished one's cells are freed)."""
@@ -369,13 +374,12 @@ class LlamaCppBackend(PromptEncoding):
         logits = dict(enumerate(first))
         eos = torch.tensor(self.eos_token_ids)
         ender = LineEnder(self, line_guard) if line_guard is not None else None
-        answers = GreedyAnswers(len(batch_ids), ender)
+        answers = GreedyAnswers(len(batch_ids), ender, make_copier(self, copy))
         active = list(range(len(batch_ids)))
         positions = [len(ids) for ids in batch_ids]
         for step in range(max_new_tokens):
             scores = torch.from_numpy(np.stack([logits[r] for r in active]))
-            next_tok = scores.argmax(dim=-1)
-            answers.force_line_ends(active, next_tok)
+            next_tok = answers.choose(active, scores)
             tok_lp = torch.log_softmax(scores, dim=-1).gather(-1, next_tok[:, None])[:, 0]
             finished = torch.isin(next_tok, eos)
             answers.add(active, next_tok, tok_lp, finished)

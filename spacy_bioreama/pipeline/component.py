@@ -17,6 +17,7 @@ import shutil
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +30,28 @@ from spacy.util import minibatch, registry
 from ..annotations import relations as _relations  # noqa: F401  (registers the Doc extensions)
 from ..annotations.labels import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS, BIORED_TYPE_PAIRS
 from ..annotations.relations import Relation
-from ..annotations.spans import set_entities
+from ..annotations.spans import set_entities, text_slice
 from ..models.backend import Generation, GenerationBackend, LineGuard
+from ..models.copy_spans import CopySpans
 from ..tasks import ner
 from ..tasks import relation as re_task
 from ..tasks.names import TASK_ENTITIES, TASK_RELATIONS
 from ..tasks.windows import split_windows
 from .adapter_integrity import HASHES_KEY, adapter_hashes, bytes_hashes, check_hashes
+from .adapter_prompts import relation_prompt_for
+from .relation_calibration import (
+    AUTO,
+    RelationCalibration,
+    read_calibration,
+)
 
 ADAPTER_DIR = "adapter"
 SETTINGS_FILE = "settings.json"
 # Prompt tokens kept free for the instruction, chat template and entity names, on top
 # of the measured instruction length, when cutting documents into windows.
 PROMPT_MARGIN_TOKENS = 96
+# ... and for the mention marks of the "marked" and "sentence" relation prompts
+MARK_MARGIN_TOKENS = 64
 BIO_SCORER = "spacy_bioreama.bio_scorer.v1"
 # doc.user_data key for every scored candidate pair (with `keep_pair_scores`): what
 # calibration and threshold sweeps need, since doc._.relations holds only the kept pairs.
@@ -59,11 +69,17 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "tasks": [TASK_ENTITIES, TASK_RELATIONS],
     "batch_size": 8,
     "max_new_tokens": 256,
+    # NER forms decoded as copies of spans of the text (models/copy_spans.py)
+    "ner_copy_constraint": False,
     "max_prompt_tokens": 1024,
     "max_pairs_per_window": 100,
     "max_pairs_per_doc": 1000,
+    # "auto": the relation prompt variant the adapter was trained on (training_meta.json),
+    # else "named"; or one of "named", "marked", "sentence" (tasks/relation.py)
+    "relation_prompt": AUTO,
     "relation_threshold": 0.0,
-    "none_threshold": 0.5,
+    # "auto": the adapter's calibrated threshold (calibration.json), else 0.5
+    "none_threshold": AUTO,
     "device": "auto",
     "backend": "hf",
     "trust_remote_code": False,
@@ -81,9 +97,11 @@ CONFIGURABLE = (
     "relation_type_pairs",
     "batch_size",
     "max_new_tokens",
+    "ner_copy_constraint",
     "max_prompt_tokens",
     "max_pairs_per_window",
     "max_pairs_per_doc",
+    "relation_prompt",
     "relation_threshold",
     "none_threshold",
     "keep_pair_scores",
@@ -99,9 +117,10 @@ def validate_settings(
     batch_size: int,
     max_new_tokens: int,
     max_prompt_tokens: int,
-    none_threshold: float | None,
+    none_threshold: float | str | None,
     max_pairs_per_window: int = 1,
     max_pairs_per_doc: int = 1,
+    relation_prompt: str = AUTO,
 ) -> None:
     """Raise a ValueError naming the field when component settings cannot work. The one
     check for the factory (`__init__`) and for `configure` on a loaded pipeline, so a
@@ -129,9 +148,19 @@ def validate_settings(
         raise ValueError(
             f"bio_relation_llm: max_prompt_tokens must be >= {2 * PROMPT_MARGIN_TOKENS}"
         )
-    if none_threshold is not None and not 0.0 < none_threshold <= 1.0:
+    if relation_prompt != AUTO and relation_prompt not in re_task.RELATION_PROMPTS:
         raise ValueError(
-            f"bio_relation_llm: none_threshold must be in (0, 1] or null, got {none_threshold}"
+            f"bio_relation_llm: relation_prompt must be {AUTO!r} or one of "
+            f"{list(re_task.RELATION_PROMPTS)}, got {relation_prompt!r}"
+        )
+    if none_threshold == AUTO:
+        return
+    if none_threshold is not None and (
+        isinstance(none_threshold, bool | str) or not 0.0 < none_threshold <= 1.0
+    ):
+        raise ValueError(
+            f"bio_relation_llm: none_threshold must be in (0, 1], null or {AUTO!r}, "
+            f"got {none_threshold!r}"
         )
 
 
@@ -162,11 +191,13 @@ def make_bio_relation_llm(
     tasks: list[str],
     batch_size: int,
     max_new_tokens: int,
+    ner_copy_constraint: bool,
     max_prompt_tokens: int,
     max_pairs_per_window: int,
     max_pairs_per_doc: int,
+    relation_prompt: str,
     relation_threshold: float,
-    none_threshold: float | None,
+    none_threshold: float | str | None,
     device: str,
     backend: str,
     trust_remote_code: bool,
@@ -185,9 +216,11 @@ def make_bio_relation_llm(
         tasks=tasks,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
+        ner_copy_constraint=ner_copy_constraint,
         max_prompt_tokens=max_prompt_tokens,
         max_pairs_per_window=max_pairs_per_window,
         max_pairs_per_doc=max_pairs_per_doc,
+        relation_prompt=relation_prompt,
         relation_threshold=relation_threshold,
         none_threshold=none_threshold,
         device=device,
@@ -218,11 +251,13 @@ class BioRelationLLM:
         tasks: Sequence[str] = (TASK_ENTITIES, TASK_RELATIONS),
         batch_size: int = 8,
         max_new_tokens: int = 256,
+        ner_copy_constraint: bool = False,
         max_prompt_tokens: int = 1024,
         max_pairs_per_window: int = 100,
         max_pairs_per_doc: int = 1000,
+        relation_prompt: str = AUTO,
         relation_threshold: float = 0.0,
-        none_threshold: float | None = 0.5,
+        none_threshold: float | str | None = AUTO,
         device: str = "auto",
         trust_remote_code: bool = False,
         keep_pair_scores: bool = False,
@@ -239,6 +274,7 @@ class BioRelationLLM:
             none_threshold=none_threshold,
             max_pairs_per_window=max_pairs_per_window,
             max_pairs_per_doc=max_pairs_per_doc,
+            relation_prompt=relation_prompt,
         )
         self.nlp = nlp
         self.name = name
@@ -251,9 +287,11 @@ class BioRelationLLM:
         self.tasks = list(tasks)
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
+        self.ner_copy_constraint = bool(ner_copy_constraint)
         self.max_prompt_tokens = max_prompt_tokens
         self.max_pairs_per_window = max_pairs_per_window
         self.max_pairs_per_doc = max_pairs_per_doc
+        self.relation_prompt = relation_prompt
         self.relation_threshold = relation_threshold
         self.none_threshold = none_threshold
         self.device = device
@@ -274,6 +312,7 @@ class BioRelationLLM:
         else:  # a ready backend; a reloaded or unpickled copy loads the default engine
             self.backend_name, self._backend = "hf", backend
         self._window_budget: int | None = None
+        self._calibration: tuple[str | None, RelationCalibration] | None = None
         self._warned_type_pairs = False
         self.stats: Counter[str] = Counter()
 
@@ -314,18 +353,48 @@ class BioRelationLLM:
             )
         return self._backend
 
+    @property
+    def calibration(self) -> RelationCalibration:
+        """The adapter's relation calibration (`relation_calibration`), read once per
+        adapter folder; the identity with threshold 0.5 when it carries none."""
+        if self._calibration is None or self._calibration[0] != self.adapter:
+            self._calibration = (self.adapter, read_calibration(self.adapter))
+        return self._calibration[1]
+
+    @property
+    def effective_relation_prompt(self) -> str:
+        """The relation prompt variant built: `relation_prompt`, or for ``"auto"`` the one
+        the adapter was trained on (`adapter_prompts.relation_prompt_for`)."""
+        return relation_prompt_for(self.adapter, self.relation_prompt)
+
+    @property
+    def effective_none_threshold(self) -> float | None:
+        """The threshold the detection rule uses: `none_threshold`, or for ``"auto"`` the
+        adapter's calibrated one (`FALLBACK_NONE_THRESHOLD` without calibration)."""
+        if self.none_threshold == AUTO:
+            return self.calibration.none_threshold
+        return self.none_threshold
+
     def _budget(self) -> int:
         """Tokens of document text that fit one prompt next to the longest instruction
         (chat template included), keeping `PROMPT_MARGIN_TOKENS` for entity names."""
         if self._window_budget is None:
             empty = self.nlp.make_doc("")
             examples = [ner.build_example(empty, self.entity_labels)]
+            margin = PROMPT_MARGIN_TOKENS
             if TASK_RELATIONS in self.tasks:
                 nobody = re_task.Concept("", "", "", (0, 0))
-                examples.append(re_task.build_example(empty, nobody, nobody, self.relation_labels))
+                prompt = self.effective_relation_prompt
+                examples.append(
+                    re_task.build_example(
+                        empty, nobody, nobody, self.relation_labels, prompt=prompt
+                    )
+                )
+                if prompt != "named":
+                    margin += MARK_MARGIN_TOKENS
             overhead = max(self._prompt_tokens(ex) for ex in examples)
             limit = min(self.max_prompt_tokens, self.backend.max_prompt_tokens)
-            self._window_budget = max(32, limit - overhead - PROMPT_MARGIN_TOKENS)
+            self._window_budget = max(32, limit - overhead - margin)
         return self._window_budget
 
     def _prompt_tokens(self, example) -> int:
@@ -364,8 +433,14 @@ class BioRelationLLM:
             for i, doc in enumerate(docs)
             for window in windows[i]
         ]
+        copy = None
+        if self.ner_copy_constraint:
+            copy = ner.copy_spans([text_slice(docs[i], *ex.meta["window"]) for i, ex in examples])
         generations = self._generate(
-            [ex for _, ex in examples], self.max_new_tokens, line_guard=ner.line_repeats_a_form
+            [ex for _, ex in examples],
+            self.max_new_tokens,
+            line_guard=ner.line_repeats_a_form,
+            copy=copy,
         )
         mentions_per_doc: list[list[tuple[int, int, str]]] = [[] for _ in docs]
         texts = [doc.text for doc in docs]  # once per document: Doc.text joins every token
@@ -375,6 +450,7 @@ class BioRelationLLM:
             parsed = ner.parse_answer(generation.text, self.entity_labels)
             self.stats["ner_answers"] += 1
             self.stats["ner_lines_ended_repeating"] += generation.lines_ended
+            self.stats["ner_copy_redirected_steps"] += generation.copy_redirected
             self.stats["ner_lines_unparseable"] += parsed.unparseable_lines
             self.stats["ner_lines_unknown_type"] += parsed.unknown_labels
             if generation.truncated:
@@ -395,6 +471,7 @@ class BioRelationLLM:
 
     def _predict_relations(self, docs: list[Doc], windows: list[list[tuple[int, int]]]) -> None:
         examples = []
+        prompt = self.effective_relation_prompt
         for i, doc in enumerate(docs):
             left = self.max_pairs_per_doc  # the document's pair prompts, all windows together
             for window in windows[i]:
@@ -402,6 +479,10 @@ class BioRelationLLM:
                 pairs = re_task.candidate_pairs(concepts, self._allowed_pairs)
                 if len(concepts) > 1 and not pairs:
                     self._warn_no_allowed_pairs(concepts)
+                if prompt == "sentence":
+                    asked = [p for p in pairs if re_task.asks_pair(doc, *p, window, prompt)]
+                    self.stats["re_pairs_not_co_mentioned"] += len(pairs) - len(asked)
+                    pairs = asked
                 if len(pairs) > self.max_pairs_per_window:
                     self.stats["re_pairs_skipped"] += len(pairs) - self.max_pairs_per_window
                     pairs = pairs[: self.max_pairs_per_window]
@@ -411,9 +492,15 @@ class BioRelationLLM:
                 left -= len(pairs)
                 for head, tail in pairs:
                     examples.append(
-                        (i, re_task.build_example(doc, head, tail, self.relation_labels, window))
+                        (
+                            i,
+                            re_task.build_example(
+                                doc, head, tail, self.relation_labels, window, prompt=prompt
+                            ),
+                        )
                     )
         self.stats["re_pairs"] += len(examples)
+        self.stats["re_prompt_tokens"] += sum(self._prompt_tokens(ex) for _, ex in examples)
         max_choice = max((len(c) for c in re_task.answer_choices(self.relation_labels)), default=8)
         generations = self._generate(
             [ex for _, ex in examples], max_new_tokens=max_choice + 4, constrained=True
@@ -429,7 +516,7 @@ class BioRelationLLM:
                 continue
             head, tail = example.meta["head"], example.meta["tail"]
             if self.keep_pair_scores:
-                pair_scores[i].append(_pair_score(head, tail, label, generation))
+                pair_scores[i].append(_pair_score(head, tail, label, generation, self.calibration))
             label, score = self._decide(label, generation)
             if label == re_task.NO_RELATION:
                 continue
@@ -455,9 +542,13 @@ class BioRelationLLM:
         pairs the detection rule relates although "None" was the single best answer."""
         probability = min(1.0, max(0.0, math.exp(generation.logprob)))
         probabilities = getattr(generation, "probabilities", None)  # constrained answers
-        decided, score = re_task.decide(label, probability, probabilities, self.none_threshold)
+        decided, score = re_task.decide(
+            label, probability, probabilities, self.effective_none_threshold
+        )
         if label == re_task.NO_RELATION and decided != re_task.NO_RELATION:
             self.stats["re_none_overruled"] += 1
+        if decided != re_task.NO_RELATION:
+            score = self.calibration.scale(score)
         return decided, score
 
     def _warn_no_allowed_pairs(self, concepts: list[re_task.Concept]) -> None:
@@ -481,6 +572,7 @@ class BioRelationLLM:
         max_new_tokens: int,
         constrained: bool = False,
         line_guard: LineGuard | None = None,
+        copy: CopySpans | None = None,
     ) -> list[Generation | None]:
         """Answers for `examples`, in order; None for a prompt that does not fit the
         model (e.g. very long entity names), counted as `prompts_too_long`. The task's
@@ -490,12 +582,17 @@ class BioRelationLLM:
         todo = [ex for ex, ok in zip(examples, fits, strict=True) if ok]
         if not todo:
             return [None] * len(examples)
+        extra = {}
+        if copy is not None:  # only then: backends from before the constraint still work
+            texts = [t for t, ok in zip(copy.texts, fits, strict=True) if ok]
+            extra["copy"] = replace(copy, texts=texts)
         generations = iter(
             self.backend.generate(
                 [ex.chat_prompt() for ex in todo],
                 max_new_tokens=max_new_tokens,
                 choices=[ex.choices for ex in todo] if constrained else None,
                 line_guard=line_guard,
+                **extra,
             )
         )
         out = [next(generations) if ok else None for ok in fits]
@@ -643,13 +740,21 @@ def _refuse_forked_process() -> None:
         raise RuntimeError(FORKED_PROCESS_MESSAGE)
 
 
-def _pair_score(head: Any, tail: Any, answer: str, generation: Generation) -> dict[str, Any]:
+def _pair_score(
+    head: Any,
+    tail: Any,
+    answer: str,
+    generation: Generation,
+    calibration: RelationCalibration | None = None,
+) -> dict[str, Any]:
     """One scored candidate pair as plain values (DocBin-safe): the mentions (token
     offsets) and concept ids, P(None), and the most probable relation label with its
-    probability, so a threshold can be applied again after the run."""
+    probability (`raw_score`) and its calibrated confidence (`score`, what the relation
+    would carry), so a threshold can be applied again after the run."""
     probabilities = dict(getattr(generation, "probabilities", None) or {})
     positives = {k: v for k, v in probabilities.items() if k != re_task.NO_RELATION}
     label = max(positives, key=positives.get) if positives else answer
+    raw = positives.get(label, math.exp(generation.logprob))
     return {
         "head": list(head.mention),
         "tail": list(tail.mention),
@@ -657,5 +762,6 @@ def _pair_score(head: Any, tail: Any, answer: str, generation: Generation) -> di
         "tail_id": tail.concept_id,
         "p_none": probabilities.get(re_task.NO_RELATION),
         "label": label,
-        "score": positives.get(label, math.exp(generation.logprob)),
+        "raw_score": raw,
+        "score": calibration.scale(raw) if calibration is not None else raw,
     }

@@ -114,9 +114,11 @@ ANSWER_SETTINGS = (
     "relation_labels",
     "relation_type_pairs",
     "max_new_tokens",
+    "ner_copy_constraint",
     "max_prompt_tokens",
     "max_pairs_per_window",
     "max_pairs_per_doc",
+    "relation_prompt",
     "relation_threshold",
     "none_threshold",
 )

@@ -32,6 +32,9 @@ class TaskExample:
     output: str | None = None
     choices: tuple[str, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    # which variant of the task's prompt built it (e.g. relation prompts "named",
+    # "marked", "sentence"); recorded so that training can tell inference which to use
+    prompt_format: str | None = None
 
     def chat_prompt(self) -> ChatPrompt:
         """The user message a model sees (training and inference alike)."""
@@ -47,6 +50,8 @@ class TaskExample:
         }
         if self.choices is not None:
             record["choices"] = list(self.choices)
+        if self.prompt_format is not None:
+            record["prompt_format"] = self.prompt_format
         return record
 
 

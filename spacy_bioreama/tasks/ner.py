@@ -29,6 +29,7 @@ from ..annotations.spans import (
     text_length,
     text_slice,
 )
+from ..models.copy_spans import CopySpans
 from .base import TaskExample, pick_instruction
 from .names import NER
 from .units import (
@@ -135,6 +136,12 @@ def parse_answer(answer: str, labels: Sequence[str]) -> ParsedEntities:
             if form and (label, form) not in mentions:
                 mentions.append((label, form))
     return ParsedEntities(mentions, bad, unknown)
+
+
+def copy_spans(texts: Sequence[str | None]) -> CopySpans:
+    """The copy constraint of this answer format (`models.copy_spans`): the forms listed
+    after a line's ``Type:`` and between separators are copied from `texts[i]`."""
+    return CopySpans(texts=list(texts), opener=":", separator=SEPARATOR.rstrip(), empty=" " + EMPTY)
 
 
 def line_repeats_a_form(line: str) -> bool:

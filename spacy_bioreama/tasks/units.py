@@ -83,6 +83,7 @@ class SourceLike(Protocol):
     label_map: Mapping[str, str] | None
     type_pairs: tuple[str, ...] | None
     context: str
+    relation_prompt: str
 
 
 @dataclass

@@ -108,6 +108,9 @@ class DataStats:
     max_tokens: int = 0
     per_task: dict[str, int] = field(default_factory=dict)
     dropped_per_task: dict[str, int] = field(default_factory=dict)
+    # task -> the prompt variants its records were built with (`TaskExample.prompt_format`):
+    # the component reads them from training_meta.json to build the same prompts
+    prompt_formats: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self, max_length: int) -> str:
         """One line: examples and tokens used, examples dropped as too long."""
@@ -150,6 +153,11 @@ def encode_records(
         stats.answer_tokens += len(ex) - ex.prompt_length
         stats.max_tokens = max(stats.max_tokens, len(ex))
         stats.per_task[ex.task] = stats.per_task.get(ex.task, 0) + 1
+        prompt_format = record.get("prompt_format")
+        if isinstance(prompt_format, str):
+            known = stats.prompt_formats.setdefault(ex.task, [])
+            if prompt_format not in known:
+                known.append(prompt_format)
     if not kept:
         raise TrainingDataError(
             f"{stats.file}: all {stats.records} examples are longer than "

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..util.resources import cpu_has_bf16
 from .config import TrainConfig
 from .data import DataStats
 from .rundir import ADAPTER_NAME, timestamp
@@ -122,6 +123,12 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def training_meta(
     cfg: TrainConfig,
     source: Any,
@@ -160,6 +167,8 @@ def training_meta(
         "world_size": int(args.world_size),
         "device": precision.device,
         "precision": precision.name,
+        "cpu_bf16": cpu_has_bf16(),
+        "torch_threads": _torch_threads(),
         "qlora": t.qlora,
         "train_runtime_s": round(timing.train_seconds, 3),
         "eval_runtime_s": round(timing.eval_seconds, 3),

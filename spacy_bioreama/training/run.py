@@ -346,6 +346,10 @@ def train(
     out = Path(output_dir)
     data = load_data(cfg)
     precision = resolve_precision(cfg.training)
+    if precision.device == "cpu":
+        from ..util.resources import limit_torch_threads
+
+        limit_torch_threads()
     do_eval = bool(data.dev_records) and bool(cfg.training.eval_steps)
     args = training_arguments(cfg, out, precision, do_eval)
     is_main = args.process_index == 0

@@ -1,0 +1,63 @@
+"""The prompt variants an adapter was trained on, read from its training_meta.json.
+
+Training records carry the variant that built them (`TaskExample.prompt_format`); the
+trainer lists them per task in ``training_meta.json`` (``data.train.prompt_formats``),
+which travels in the adapter folder. The component's ``relation_prompt = "auto"`` builds
+the prompts the adapter learned, so training and inference cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..tasks.relation import DEFAULT_RELATION_PROMPT, RELATION_PROMPTS
+
+META_FILE = "training_meta.json"
+AUTO = "auto"
+
+
+class AdapterPromptError(ValueError):
+    """An adapter's training metadata names prompt variants the component cannot use."""
+
+
+def trained_prompt_formats(adapter: str | os.PathLike | None, task: str) -> list[str]:
+    """The prompt variants of `task` in the adapter's training data ([] when the adapter,
+    its training_meta.json or the entry is missing: an adapter from before variants)."""
+    if adapter is None:
+        return []
+    path = Path(adapter) / META_FILE
+    if not path.is_file():
+        return []
+    try:
+        meta = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return []  # the adapter loader reports a damaged folder; nothing to decide here
+    formats = (((meta.get("data") or {}).get("train") or {}).get("prompt_formats") or {}).get(task)
+    return [f for f in formats if isinstance(f, str)] if isinstance(formats, list) else []
+
+
+def relation_prompt_for(adapter: str | os.PathLike | None, setting: str) -> str:
+    """The relation prompt variant to build: `setting`, or for ``"auto"`` the one the
+    adapter was trained on (`DEFAULT_RELATION_PROMPT` without a record). An adapter
+    trained on several variants needs an explicit setting."""
+    if setting != AUTO:
+        return setting
+    formats = trained_prompt_formats(adapter, "re")
+    if not formats:
+        return DEFAULT_RELATION_PROMPT
+    if len(formats) > 1:
+        raise AdapterPromptError(
+            f"adapter {os.fspath(adapter)!r} was trained on the relation prompts {formats}; "
+            f"set relation_prompt to one of them"
+        )
+    if formats[0] not in RELATION_PROMPTS:
+        raise AdapterPromptError(
+            f"adapter {os.fspath(adapter)!r} was trained on relation prompt {formats[0]!r}, "
+            f"which this version does not know ({list(RELATION_PROMPTS)})"
+        )
+    return formats[0]
+
+
+__all__ = ["AUTO", "AdapterPromptError", "relation_prompt_for", "trained_prompt_formats"]

@@ -1,0 +1,105 @@
+"""The relation calibration an adapter carries: its detection threshold and score scaling.
+
+`python -m spacy_bioreama calibrate` runs the adapter on training documents held back from
+its instruction set (``calibration_fraction``), never on dev, and writes
+``calibration.json`` into the adapter folder::
+
+    {"none_threshold": 0.62,            # P(None) below it relates the pair
+     "score_scaling": {"a": 1.3, "b": -0.4},   # Platt: score' = sigmoid(a * logit(score) + b)
+     "documents": 36, "f1": 0.31, ...}  # what it was fitted on, for the reader
+
+The component's default ``none_threshold = "auto"`` takes the threshold from there (0.5
+for an adapter without one, and for the base model), and rescales `Relation.score` so
+that it reads as the chance that the relation is right. The file travels with the adapter
+(`to_disk`, `spacy package`), so a saved pipeline decides as the calibrated adapter did.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CALIBRATION_FILE = "calibration.json"
+AUTO = "auto"
+# the threshold of an adapter (or base model) that carries no calibration
+FALLBACK_NONE_THRESHOLD = 0.5
+
+
+class CalibrationFileError(ValueError):
+    """An adapter's calibration.json cannot be used (the message names the file and field)."""
+
+
+@dataclass(frozen=True)
+class RelationCalibration:
+    """A threshold and a Platt scaling of relation scores (identity: a=1, b=0)."""
+
+    none_threshold: float = FALLBACK_NONE_THRESHOLD
+    a: float = 1.0
+    b: float = 0.0
+    source: str = "default"
+
+    def scale(self, score: float) -> float:
+        """The calibrated confidence of a relation whose label probability is `score`."""
+        if self.a == 1.0 and self.b == 0.0:
+            return score
+        p = min(1.0 - 1e-6, max(1e-6, score))
+        z = self.a * math.log(p / (1.0 - p)) + self.b
+        return 1.0 / (1.0 + math.exp(-z))
+
+
+def read_calibration(adapter: str | os.PathLike | None) -> RelationCalibration:
+    """The calibration saved in `adapter` (a folder), or the fallback when there is none."""
+    if adapter is None:
+        return RelationCalibration()
+    path = Path(adapter) / CALIBRATION_FILE
+    if not path.is_file():
+        return RelationCalibration()
+    try:
+        data = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CalibrationFileError(f"{path}: not readable JSON ({err})") from None
+    if not isinstance(data, Mapping):
+        raise CalibrationFileError(f"{path}: must hold a JSON object")
+    threshold = _number(data, "none_threshold", path)
+    if not 0.0 < threshold <= 1.0:
+        raise CalibrationFileError(f"{path}: none_threshold must be in (0, 1], got {threshold}")
+    scaling = data.get("score_scaling") or {}
+    if not isinstance(scaling, Mapping):
+        raise CalibrationFileError(f"{path}: score_scaling must be an object with a and b")
+    a = _number(scaling, "a", path, default=1.0)
+    b = _number(scaling, "b", path, default=0.0)
+    return RelationCalibration(threshold, a, b, source=str(path))
+
+
+def _number(data: Mapping[str, Any], key: str, path: Path, default: float | None = None) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CalibrationFileError(f"{path}: {key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def write_calibration(adapter: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """Write `record` (with ``none_threshold`` and ``score_scaling``) as the adapter's
+    calibration.json, checked by reading it back. Returns the path."""
+    path = Path(adapter) / CALIBRATION_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(record), indent=2) + "\n", encoding="utf8")
+    tmp.replace(path)
+    read_calibration(adapter)
+    return path
+
+
+__all__ = [
+    "AUTO",
+    "CALIBRATION_FILE",
+    "FALLBACK_NONE_THRESHOLD",
+    "CalibrationFileError",
+    "RelationCalibration",
+    "read_calibration",
+    "write_calibration",
+]

@@ -1,0 +1,145 @@
+"""Relation prompt variants (named, marked, sentence), how an adapter records the one it
+was trained on, and the calibration an adapter carries."""
+
+import json
+
+import pytest
+import spacy
+
+from spacy_bioreama.pipeline.adapter_prompts import AdapterPromptError, relation_prompt_for
+from spacy_bioreama.pipeline.relation_calibration import (
+    CalibrationFileError,
+    read_calibration,
+    write_calibration,
+)
+from spacy_bioreama.tasks import relation as re_task
+from tests.test_tasks import TEXT, gold, nlp  # noqa: F401  (fixtures)
+
+LABELS = ["Association", "Bind"]
+
+
+def _pair(doc, head_id, tail_id):
+    concepts = {c.concept_id: c for c in re_task.collect_concepts(doc)}
+    return concepts[head_id], concepts[tail_id]
+
+
+def _unmarked(text):
+    for mark in (*re_task.HEAD_MARKS, *re_task.TAIL_MARKS):
+        text = text.replace(mark, "")
+    return text
+
+
+def test_marked_prompt_marks_every_mention_of_both_concepts_and_nothing_else(gold):  # noqa: F811
+    head, tail = _pair(gold, "6528", "D007454")  # NIS (twice), Iodide (once)
+    example = re_task.build_example(gold, head, tail, LABELS, prompt="marked")
+    text = example.input.split("\n\n")[0].removeprefix("Text: ")
+    assert text.count("[E1]NIS[/E1]") == 2
+    assert text.count("[E2]Iodide[/E2]") == 1
+    assert text.count("[E1]") == 2 and text.count("[E2]") == 1
+    assert _unmarked(text) == TEXT
+    assert example.prompt_format == "marked"
+    assert example.to_record()["prompt_format"] == "marked"
+    named = re_task.build_example(gold, head, tail, LABELS)
+    assert "[E1]" not in named.input and named.to_record()["prompt_format"] == "named"
+
+
+def test_sentence_prompt_quotes_only_the_co_mentioning_sentence(gold):  # noqa: F811
+    head, tail = _pair(gold, "6528", "D007454")
+    assert re_task.asks_pair(gold, head, tail, None, "sentence")
+    example = re_task.build_example(gold, head, tail, LABELS, prompt="sentence")
+    text = example.input.split("\n\n")[0].removeprefix("Text: ")
+    assert _unmarked(text) == TEXT[TEXT.index("Iodide") :]
+    assert "congenital" not in text
+    # congenital hypothyroidism (sentence 1) and Iodide (sentence 2) share no sentence
+    far_head, far_tail = _pair(gold, "D003409", "D007454")
+    assert not re_task.asks_pair(gold, far_head, far_tail, None, "sentence")
+    assert re_task.asks_pair(gold, far_head, far_tail, None, "marked")
+
+
+def test_overlapping_mentions_of_the_two_concepts_nest_their_marks(gold):  # noqa: F811
+    # "hypothyroidism" (D007037) lies inside "congenital hypothyroidism" (D003409)
+    head, tail = _pair(gold, "D003409", "D007037")
+    example = re_task.build_example(gold, head, tail, LABELS, prompt="marked")
+    assert "[E1]congenital [E2]hypothyroidism[/E1][/E2]" in example.input
+    assert _unmarked(example.input.split("\n\n")[0].removeprefix("Text: ")) == TEXT
+
+
+def test_unknown_relation_prompt_is_refused(gold):  # noqa: F811
+    head, tail = _pair(gold, "6528", "D007454")
+    with pytest.raises(ValueError, match="relation prompt must be one of"):
+        re_task.build_example(gold, head, tail, LABELS, prompt="boxed")
+    nlp_ = spacy.blank("en")
+    with pytest.raises(ValueError, match="relation_prompt must be"):
+        nlp_.add_pipe("bio_relation_llm", config={"relation_prompt": "boxed"})
+
+
+def _adapter_with_formats(tmp_path, formats):
+    meta = {"data": {"train": {"prompt_formats": {"re": formats}}}}
+    (tmp_path / "training_meta.json").write_text(json.dumps(meta))
+    return tmp_path
+
+
+def test_auto_relation_prompt_follows_the_adapter(tmp_path):
+    assert relation_prompt_for(None, "auto") == "named"
+    assert relation_prompt_for(tmp_path, "auto") == "named"  # no training_meta.json
+    adapter = _adapter_with_formats(tmp_path, ["sentence"])
+    assert relation_prompt_for(adapter, "auto") == "sentence"
+    assert relation_prompt_for(adapter, "marked") == "marked"  # an explicit setting wins
+    nlp_ = spacy.blank("en")
+    component = nlp_.add_pipe("bio_relation_llm", config={"adapter": str(adapter)})
+    assert component.effective_relation_prompt == "sentence"
+    _adapter_with_formats(tmp_path, ["named", "sentence"])
+    with pytest.raises(AdapterPromptError, match="set relation_prompt"):
+        relation_prompt_for(adapter, "auto")
+
+
+def test_calibration_file_round_trip_and_errors(tmp_path):
+    assert read_calibration(tmp_path).none_threshold == 0.5  # none saved: the fallback
+    write_calibration(tmp_path, {"none_threshold": 0.8, "score_scaling": {"a": 2.0, "b": -1.0}})
+    calibration = read_calibration(tmp_path)
+    assert calibration.none_threshold == 0.8
+    assert calibration.scale(0.5) == pytest.approx(1 / (1 + 2.718281828459045))
+    assert calibration.scale(0.9) > calibration.scale(0.6)
+    nlp_ = spacy.blank("en")
+    component = nlp_.add_pipe("bio_relation_llm", config={"adapter": str(tmp_path)})
+    assert component.effective_none_threshold == 0.8
+    component.configure(none_threshold=0.3)
+    assert component.effective_none_threshold == 0.3
+    (tmp_path / "calibration.json").write_text('{"none_threshold": 1.5}')
+    with pytest.raises(CalibrationFileError, match="none_threshold must be in"):
+        read_calibration(tmp_path)
+    (tmp_path / "calibration.json").write_text(
+        '{"none_threshold": 0.5, "score_scaling": {"a": "x"}}'
+    )
+    with pytest.raises(CalibrationFileError, match="calibration.json: a must be a finite number"):
+        read_calibration(tmp_path)
+
+
+def test_a_hybrid_pipeline_is_not_given_the_gold_entities():
+    from spacy_bioreama.cli._util import other_entity_components
+
+    nlp_ = spacy.blank("en")
+    nlp_.add_pipe("ner")
+    component = nlp_.add_pipe("bio_relation_llm", config={"tasks": ["relations"]})
+    assert other_entity_components(nlp_, component) == ["ner"]
+    alone = spacy.blank("en")
+    assert other_entity_components(alone, alone.add_pipe("bio_relation_llm")) == []
+
+
+def test_hybrid_config_assembles_with_spacy_ner_and_relations_only(tmp_path):
+    from pathlib import Path
+
+    ner = spacy.blank("en")
+    ner.add_pipe("tok2vec")
+    ner.add_pipe("ner").add_label("Gene")
+    ner.initialize()
+    ner.to_disk(tmp_path / "ner")
+    config = spacy.util.load_config(
+        Path(__file__).parents[1] / "configs" / "pipeline_hybrid.cfg",
+        overrides={"paths.ner_model": str(tmp_path / "ner")},
+        interpolate=True,
+    )
+    nlp_ = spacy.util.load_model_from_config(config, auto_fill=True)
+    assert nlp_.pipe_names == ["tok2vec", "ner", "bio_relation_llm"]
+    component = nlp_.get_pipe("bio_relation_llm")
+    assert component.tasks == ["relations"] and component.none_threshold == "auto"
