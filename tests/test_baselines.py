@@ -227,7 +227,21 @@ def _invoke(tmp_path: Path, args: list[str]):
     out = tmp_path / "docs" / "results.md"
     result = CliRunner().invoke(
         app,
-        ["results", "--output", str(out), "--benchmark", str(tmp_path / "bench.json"), *args],
+        [
+            "results",
+            "--output",
+            str(out),
+            "--benchmark",
+            str(tmp_path / "bench.json"),
+            # the optional rows and ablations: nothing unless a test writes them
+            "--best",
+            str(tmp_path / "no_best.json"),
+            "--hybrid",
+            str(tmp_path / "no_hybrid.json"),
+            "--ablations",
+            str(tmp_path / "no_ablations"),
+            *args,
+        ],
     )
     return result, out
 
@@ -318,7 +332,7 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
     }
     meta = {"name": "sentence prompt", "documents": 4, "none_threshold": 0.62, "command": "abl-cmd"}
     (ablations / "b.json").write_text(json.dumps({"gold_entities": gold, "meta": meta}))
-    args += ["--hybrid", str(hybrid), "--ablations", str(ablations)]
+    args += ["--hybrid", str(hybrid), "--ablations", str(ablations), "--no-plots"]
     result, out = _invoke(tmp_path, args)
     assert result.exit_code == 0, result.output
     page = out.read_text()
@@ -328,3 +342,27 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
     assert row == ["sentence prompt", "30.1 [25.0–35.0]", "50.0", "0.62", "12 / 40", "0.050",
                    "30", "4500", "2.50", "–"]  # fmt: skip
     assert "`abl-cmd`" in page and page.index("## Ablations") < page.index("## How each row")
+
+
+def test_same_sentence_floor_keeps_only_pairs_a_sentence_co_mentions(nlp):
+    from spacy_bioreama.annotations.spans import set_entities
+
+    text = "BRCA1 binds PALB2. Aspirin treats breast cancer."
+    doc = nlp(text)
+    spans = [
+        doc.char_span(text.index(form), text.index(form) + len(form), label=label, kb_id=kb)
+        for form, label, kb in [
+            ("BRCA1", "GeneOrGeneProduct", "672"),
+            ("PALB2", "GeneOrGeneProduct", "79728"),
+            ("Aspirin", "ChemicalEntity", "D001241"),
+            ("breast cancer", "DiseaseOrPhenotypicFeature", "D001943"),
+        ]
+    ]
+    set_entities(doc, spans)
+    every = cooccurrence_relations(doc, "Association")
+    same = cooccurrence_relations(doc, "Association", same_sentence=True)
+    assert len(every) == 6
+    assert {frozenset((r.head_id, r.tail_id)) for r in same} == {
+        frozenset(("672", "79728")),
+        frozenset(("D001241", "D001943")),
+    }

@@ -76,7 +76,13 @@ def test_evaluate_and_compare(tiny_trained_dir, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "| NER F1 (strict mentions) | 0.0 | 0.0 |" in (tmp_path / "c.md").read_text()
+    # F1 with its bootstrap interval over documents (one document: a point)
+    assert (
+        "| NER F1 (strict mentions) | 0.0 (0.0–0.0) | 0.0 (0.0–0.0) |"
+        in (tmp_path / "c.md").read_text()
+    )
+    assert metrics["intervals"]["ents_f"] == [0.0, 0.0]
+    assert set(metrics["gold_entities"]["intervals"]) >= {"rel_pair_f", "rel_micro_f"}
 
 
 def test_compare_per_corpus_task_scores(tmp_path):

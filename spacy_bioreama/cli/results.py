@@ -63,6 +63,10 @@ def baseline_cooccurrence(
         "metrics/baseline_cooccurrence.json"
     ),
     limit: LimitOption = 0,
+    same_sentence: Annotated[
+        bool,
+        typer.Option(help="Only pairs a sentence co-mentions (the sentence prompt's floor)."),
+    ] = False,
 ) -> None:
     """Relation floor on gold entities: every allowed candidate concept pair gets the
     training set's most frequent relation label (scored with score_bio)."""
@@ -75,12 +79,20 @@ def baseline_cooccurrence(
     train_docs = read_gold(train, nlp.vocab, what="train")
     gold = read_gold(gold_path, nlp.vocab, limit)
     try:
-        metrics = run_cooccurrence(train_docs, gold, nlp.make_doc, BIORED_TYPE_PAIRS)
+        metrics = run_cooccurrence(
+            train_docs, gold, nlp.make_doc, BIORED_TYPE_PAIRS, same_sentence=same_sentence
+        )
     except ValueError as err:  # no relations to learn a label from
         raise fail(err) from err
     label = metrics["gold_entities"]["run"]["label"]
+    which = (
+        "every candidate pair co-mentioned in a sentence"
+        if same_sentence
+        else "every candidate pair"
+    )
     metrics["meta"] = {
-        "model": f"co-occurrence, every candidate pair labelled {label}",
+        "name": f"co-occurrence floor{' (same sentence)' if same_sentence else ''}",
+        "model": f"co-occurrence, {which} labelled {label}",
         "adapter": None,
         "data": str(gold_path),
         "documents": len(gold),

@@ -54,13 +54,20 @@ def most_frequent_label(docs: Iterable[Doc]) -> tuple[str, Counter[str]]:
 
 
 def cooccurrence_relations(
-    doc: Doc, label: str, type_pairs: Sequence[str] = BIORED_TYPE_PAIRS
+    doc: Doc,
+    label: str,
+    type_pairs: Sequence[str] = BIORED_TYPE_PAIRS,
+    same_sentence: bool = False,
 ) -> list[Relation]:
     """One relation labelled `label` for every candidate concept pair of `doc` (the
     component's `collect_concepts` + `candidate_pairs`, so the floor sees exactly the
-    pairs the LLM is asked about, without its per-window cap)."""
+    pairs the LLM is asked about, without its per-window cap). `same_sentence`: only the
+    pairs a sentence co-mentions (the pairs the "sentence" relation prompt asks about):
+    the floor of that prompt."""
     allowed = re_task.parse_type_pairs(type_pairs)
     pairs = re_task.candidate_pairs(re_task.collect_concepts(doc), allowed)
+    if same_sentence:
+        pairs = [(h, t) for h, t in pairs if re_task.asks_pair(doc, h, t, None, "sentence")]
     return [
         Relation(head.mention, tail.mention, head.concept_id, tail.concept_id, label, 1.0)
         for head, tail in pairs
@@ -97,14 +104,16 @@ def run_cooccurrence(
     gold: Sequence[Doc],
     make_doc: Callable[[str], Doc],
     type_pairs: Sequence[str] = BIORED_TYPE_PAIRS,
+    same_sentence: bool = False,
 ) -> dict[str, Any]:
-    """The co-occurrence floor on `gold` with the label learnt from `train`."""
+    """The co-occurrence floor on `gold` with the label learnt from `train` (pairs of
+    one sentence only with `same_sentence`)."""
     label, counts = most_frequent_label(train)
     examples = []
     n_relations = 0
     for ref in gold:
         pred = copy_for_prediction(make_doc, ref, keep_entities=True)
-        rels = cooccurrence_relations(pred, label, type_pairs)
+        rels = cooccurrence_relations(pred, label, type_pairs, same_sentence)
         pred._.relations = rels
         n_relations += len(rels)
         examples.append(Example(pred, ref))
@@ -115,6 +124,7 @@ def run_cooccurrence(
         "train_label_counts": dict(counts.most_common()),
         "predicted_relations": n_relations,
         "type_pairs": list(type_pairs),
+        "same_sentence": same_sentence,
     }
     return metrics
 

@@ -61,12 +61,16 @@ def _with_relations(doc: Doc, relations: list[Relation]) -> Doc:
 
 
 def threshold_sweep(
-    predicted: Sequence[Doc], gold: Sequence[Doc], thresholds: Iterable[float] = SWEEP_THRESHOLDS
+    predicted: Sequence[Doc],
+    gold: Sequence[Doc],
+    thresholds: Iterable[float] = SWEEP_THRESHOLDS,
+    score_key: str = "score",
 ) -> list[dict[str, Any]]:
-    """Relation P / R / F1 (pair + type) and the number of relations at each threshold."""
+    """Relation P / R / F1 (pair + type) and the number of relations at each threshold
+    (`score_key`: which score picks a concept pair's window, see `relations_at`)."""
     rows = []
     for threshold in thresholds:
-        docs = [_with_relations(p, relations_at(p, threshold)) for p in predicted]
+        docs = [_with_relations(p, relations_at(p, threshold, score_key)) for p in predicted]
         scores = score_relations(Example(p, g) for p, g in zip(docs, gold, strict=True))
         rows.append(
             {
@@ -169,6 +173,8 @@ def platt_scaling(pairs: Sequence[tuple[float, bool]], steps: int = 100) -> tupl
         previous, current = current, loss(w)
         if previous - current < 1e-10:
             break
+    if w[0] <= 0:  # a reversed ranking is not a calibration: keep the scores as they are
+        return 1.0, 0.0
     return float(w[0]), float(w[1])
 
 
@@ -180,7 +186,7 @@ def fit_calibration(predicted: Sequence[Doc], gold: Sequence[Doc]) -> dict[str, 
     the relations kept there (`platt_scaling`), with the ECE before and after."""
     if not any(pair_scores(p) for p in predicted):
         raise ValueError("no pair scores were recorded: the backend gives no option probabilities")
-    sweep = threshold_sweep(predicted, gold, FIT_THRESHOLDS)
+    sweep = threshold_sweep(predicted, gold, FIT_THRESHOLDS, "raw_score")
     best = max(sweep, key=lambda row: (row["f"], -row["threshold"]))
     threshold = best["threshold"]
     kept = [_with_relations(p, relations_at(p, threshold, "raw_score")) for p in predicted]

@@ -107,7 +107,8 @@ PLOT_FILES = {
     "sweep": "threshold_sweep.png",
 }
 CALIBRATION_PATH = "gold_entities/calibration"
-CALIBRATION_ROWS = ("best", "tuned")  # the row whose calibration block is plotted: the first found
+# the rows whose calibration block is plotted: the first that has one
+CALIBRATION_ROWS = ("best", "tuned")
 
 
 class MetricsFileMissing(FileNotFoundError):
@@ -414,7 +415,12 @@ def write_plots(
         )
     else:
         lines += ["No row records per-type scores (`ents_per_type`, `rel_per_type`).", ""]
-    tuned = next(((r, m) for key in CALIBRATION_ROWS for r, m in loaded if r.key == key), None)
+    candidates = [(r, m) for key in CALIBRATION_ROWS for r, m in loaded if r.key == key]
+    # the first of them that recorded calibration (else the first, to say it did not)
+    tuned = next(
+        ((r, m) for r, m in candidates if get_path(m, CALIBRATION_PATH) is not None),
+        candidates[0] if candidates else None,
+    )
     calibration = get_path(tuned[1], CALIBRATION_PATH) if tuned else None
     if calibration is None:
         where = f"`{tuned[0].path}`" if tuned else "the tuned row"

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from .copy_spans import CopySpans
+from typing import Protocol, runtime_checkable
 
 # Defaults a backend is built with (`load_backend`, `HFBackend`); defined here, in the
 # torch-free protocol module, so that `spacy_bioreama.models` can name them cheaply.
@@ -46,6 +43,24 @@ class Generation:
     lines_ended: int = 0
     # decoding steps where the copy constraint overruled the model's first choice
     copy_redirected: int = 0
+
+
+# spans longer than this (in tokens) cannot be copied: longer than any BioRED mention
+DEFAULT_MAX_SPAN_TOKENS = 24
+
+
+@dataclass(frozen=True)
+class CopySpans:
+    """The copy constraint of a request, applied by `copy_spans.SpanCopier`: a task's
+    answer grammar for copying. A line's span list begins after the first `opener` on
+    the line, spans are separated by `separator`, and a list with no span is `empty`.
+    `texts[i]` is the text prompt i copies from (None: no constraint)."""
+
+    texts: Sequence[str | None]
+    opener: str = ":"
+    separator: str = " ..."
+    empty: str = " None"
+    max_span_tokens: int = DEFAULT_MAX_SPAN_TOKENS
 
 
 # Called with the unfinished last line of a free-form answer after each generated token;

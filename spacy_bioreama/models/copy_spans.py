@@ -22,26 +22,11 @@ it through `greedy.GreedyAnswers.choose`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-# spans longer than this (in tokens) cannot be copied: longer than any BioRED mention
-DEFAULT_MAX_SPAN_TOKENS = 24
-
-
-@dataclass(frozen=True)
-class CopySpans:
-    """A task's answer grammar for copying: a line's span list begins after the first
-    `opener` on the line, spans are separated by `separator`, and a list with no span is
-    `empty`. `texts[i]` is the text prompt i copies from (None: no constraint)."""
-
-    texts: Sequence[str | None]
-    opener: str = ":"
-    separator: str = " ..."
-    empty: str = " None"
-    max_span_tokens: int = DEFAULT_MAX_SPAN_TOKENS
+from .backend import DEFAULT_MAX_SPAN_TOKENS, CopySpans
 
 
 class TokenTrie:

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from .backend import Generation, LineGuard
+from .backend import CopySpans, Generation, LineGuard
 from .cache_api import cache_kwargs, output_cache
-from .copy_spans import CopySpans, SpanCopier
+from .copy_spans import SpanCopier
 from .kv_room import with_room
 
 

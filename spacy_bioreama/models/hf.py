@@ -27,11 +27,11 @@ from .backend import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_PROMPT_TOKENS,
     ChatPrompt,
+    CopySpans,
     Generation,
     LineGuard,
 )
 from .choices import DEFAULT_CHOICE_KV_BUDGET, ChoiceScoring, resolve_choice_scoring
-from .copy_spans import CopySpans
 from .greedy import GreedyDecoding, batch_copy
 from .hf_loading import (
     GenerationStats,

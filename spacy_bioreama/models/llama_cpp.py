@@ -42,11 +42,11 @@ from .backend import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_PROMPT_TOKENS,
     ChatPrompt,
+    CopySpans,
     Generation,
     LineGuard,
 )
 from .choices import best_option, trie_log_probs
-from .copy_spans import CopySpans
 from .greedy import GreedyAnswers, LineEnder, batch_copy, make_copier
 from .hf_loading import GenerationStats, PromptEncoding, check_adapter_dir, eos_token_ids
 

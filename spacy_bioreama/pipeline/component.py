@@ -31,8 +31,7 @@ from ..annotations import relations as _relations  # noqa: F401  (registers the 
 from ..annotations.labels import BIORED_ENTITY_LABELS, BIORED_RELATION_LABELS, BIORED_TYPE_PAIRS
 from ..annotations.relations import Relation
 from ..annotations.spans import set_entities, text_slice
-from ..models.backend import Generation, GenerationBackend, LineGuard
-from ..models.copy_spans import CopySpans
+from ..models.backend import CopySpans, Generation, GenerationBackend, LineGuard
 from ..tasks import ner
 from ..tasks import relation as re_task
 from ..tasks.names import TASK_ENTITIES, TASK_RELATIONS
@@ -50,8 +49,10 @@ SETTINGS_FILE = "settings.json"
 # Prompt tokens kept free for the instruction, chat template and entity names, on top
 # of the measured instruction length, when cutting documents into windows.
 PROMPT_MARGIN_TOKENS = 96
-# ... and for the mention marks of the "marked" and "sentence" relation prompts
-MARK_MARGIN_TOKENS = 64
+# ... and for the mention marks (~10 tokens per marked mention with SmolLM2's tokenizer):
+# a "marked" prompt marks every mention of the pair in the window, a "sentence" prompt
+# those of two sentences. A prompt still too long is dropped and counted.
+MARK_MARGIN_TOKENS = {"named": 0, "marked": 192, "sentence": 64}
 BIO_SCORER = "spacy_bioreama.bio_scorer.v1"
 # doc.user_data key for every scored candidate pair (with `keep_pair_scores`): what
 # calibration and threshold sweeps need, since doc._.relations holds only the kept pairs.
@@ -121,6 +122,7 @@ def validate_settings(
     max_pairs_per_window: int = 1,
     max_pairs_per_doc: int = 1,
     relation_prompt: str = AUTO,
+    ner_copy_constraint: bool = False,
 ) -> None:
     """Raise a ValueError naming the field when component settings cannot work. The one
     check for the factory (`__init__`) and for `configure` on a loaded pipeline, so a
@@ -147,6 +149,11 @@ def validate_settings(
     if max_prompt_tokens < 2 * PROMPT_MARGIN_TOKENS:
         raise ValueError(
             f"bio_relation_llm: max_prompt_tokens must be >= {2 * PROMPT_MARGIN_TOKENS}"
+        )
+    if not isinstance(ner_copy_constraint, bool):
+        raise ValueError(
+            f"bio_relation_llm: ner_copy_constraint must be true or false, "
+            f"got {ner_copy_constraint!r}"
         )
     if relation_prompt != AUTO and relation_prompt not in re_task.RELATION_PROMPTS:
         raise ValueError(
@@ -275,6 +282,7 @@ class BioRelationLLM:
             max_pairs_per_window=max_pairs_per_window,
             max_pairs_per_doc=max_pairs_per_doc,
             relation_prompt=relation_prompt,
+            ner_copy_constraint=ner_copy_constraint,
         )
         self.nlp = nlp
         self.name = name
@@ -390,8 +398,7 @@ class BioRelationLLM:
                         empty, nobody, nobody, self.relation_labels, prompt=prompt
                     )
                 )
-                if prompt != "named":
-                    margin += MARK_MARGIN_TOKENS
+                margin += MARK_MARGIN_TOKENS[prompt]
             overhead = max(self._prompt_tokens(ex) for ex in examples)
             limit = min(self.max_prompt_tokens, self.backend.max_prompt_tokens)
             self._window_budget = max(32, limit - overhead - margin)
@@ -471,10 +478,15 @@ class BioRelationLLM:
 
     def _predict_relations(self, docs: list[Doc], windows: list[list[tuple[int, int]]]) -> None:
         examples = []
+        texts = [doc.text for doc in docs]
         prompt = self.effective_relation_prompt
         for i, doc in enumerate(docs):
             left = self.max_pairs_per_doc  # the document's pair prompts, all windows together
-            for window in windows[i]:
+            # A sentence prompt quotes at most two sentences, whatever the window: the whole
+            # document is its one window, as in training (where it always fits), so a pair
+            # is asked once, with the same sentences.
+            relation_windows = [(0, len(texts[i]))] if prompt == "sentence" else windows[i]
+            for window in relation_windows:
                 concepts = re_task.collect_concepts(doc, window)
                 pairs = re_task.candidate_pairs(concepts, self._allowed_pairs)
                 if len(concepts) > 1 and not pairs:

@@ -87,6 +87,12 @@ class PipelineSpec:
             "model": model_identity(component.model),
             "adapter_sha256": folder_sha256(component.adapter) if component.adapter else None,
             "settings": {key: _plain(getattr(component, key)) for key in ANSWER_SETTINGS}
+            # settings added later count only when set, so older fingerprints still match
+            | {
+                key: _plain(getattr(component, key))
+                for key, default in LATER_ANSWER_SETTINGS.items()
+                if getattr(component, key) != default
+            }
             # The engine changes answers; "hf" is left out so that fingerprints made
             # before there was a choice still match.
             | ({"backend": component.backend_name} if component.backend_name != "hf" else {}),
@@ -114,14 +120,16 @@ ANSWER_SETTINGS = (
     "relation_labels",
     "relation_type_pairs",
     "max_new_tokens",
-    "ner_copy_constraint",
     "max_prompt_tokens",
     "max_pairs_per_window",
     "max_pairs_per_doc",
-    "relation_prompt",
     "relation_threshold",
     "none_threshold",
 )
+
+
+# answer settings added after fingerprints were first recorded, with their defaults
+LATER_ANSWER_SETTINGS = {"ner_copy_constraint": False, "relation_prompt": "auto"}
 
 
 def find_component(nlp: Language) -> BioRelationLLM | None:

@@ -29,7 +29,7 @@ from ..annotations.spans import (
     text_length,
     text_slice,
 )
-from ..models.copy_spans import CopySpans
+from ..models.backend import CopySpans
 from .base import TaskExample, pick_instruction
 from .names import NER
 from .units import (
