@@ -129,3 +129,44 @@ def test_package_contains_the_adapter(tiny_model_dir, tiny_adapter_dir, tmp_path
         names = tar.getnames()
     assert any(n.endswith("bio_relation_llm/adapter/adapter_model.safetensors") for n in names)
     assert TRAINED_ENTITY_LABELS  # the same fixtures module serves both files
+
+
+def test_calibrate_saves_a_threshold_the_component_then_uses(
+    tiny_model_dir, tiny_adapter_dir, tmp_path
+):
+    import shutil
+
+    from tests.test_baselines import gold_doc
+
+    nlp = spacy.blank("en")
+    gold = tmp_path / "heldout.spacy"
+    DocBin(docs=[gold_doc(nlp)], store_user_data=True).to_disk(gold)
+    adapter = tmp_path / "adapter"
+    shutil.copytree(tiny_adapter_dir, adapter)
+    result = runner.invoke(
+        app,
+        [
+            "calibrate",
+            str(gold),
+            "--adapter",
+            str(adapter),
+            "--model",
+            str(tiny_model_dir),
+            "--device",
+            "cpu",
+            "--output",
+            str(tmp_path / "calibration.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((adapter / "calibration.json").read_text())
+    assert 0 < saved["none_threshold"] <= 1 and saved["documents"] == 1
+    assert saved["candidate_pairs"] == 6 and "sweep" not in saved
+    assert len(json.loads((tmp_path / "calibration.json").read_text())["sweep"]) == 100
+    component = spacy.blank("en").add_pipe("bio_relation_llm", config={"adapter": str(adapter)})
+    assert component.effective_none_threshold == saved["none_threshold"]
+    # dev is never the calibration set: a missing held-out file is a clear error
+    result = runner.invoke(
+        app, ["calibrate", str(tmp_path / "nope.spacy"), "--adapter", str(adapter)]
+    )
+    assert result.exit_code != 0 and "nope.spacy" in result.output
