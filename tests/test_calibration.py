@@ -144,3 +144,10 @@ def test_platt_scaling_stays_finite_on_saturated_scores():
     assert abs(a) < 100 and abs(b) < 1000
     scale = RelationCalibration(a=a, b=b).scale
     assert scale(0.999) == pytest.approx(1 / 9, abs=0.03)
+
+
+def test_fit_calibration_keeps_the_fallback_when_nothing_is_ever_right(docs):
+    pred, gold = docs
+    gold[0]._.relations = []  # no gold relation: F1 is 0 at every threshold
+    fitted = fit_calibration(pred, gold)
+    assert fitted["fallback"] and fitted["none_threshold"] == 0.5

@@ -23,7 +23,7 @@ from spacy.training import Example
 
 from ..annotations.relations import Relation
 from ..pipeline.component import PAIR_SCORES_KEY
-from ..pipeline.relation_calibration import RelationCalibration
+from ..pipeline.relation_calibration import FALLBACK_NONE_THRESHOLD, RelationCalibration
 from .scorers import gold_relation_keys, match_concepts, predicted_relation_keys, score_relations
 
 DEFAULT_BINS = 10
@@ -188,6 +188,9 @@ def fit_calibration(predicted: Sequence[Doc], gold: Sequence[Doc]) -> dict[str, 
         raise ValueError("no pair scores were recorded: the backend gives no option probabilities")
     sweep = threshold_sweep(predicted, gold, FIT_THRESHOLDS, "raw_score")
     best = max(sweep, key=lambda row: (row["f"], -row["threshold"]))
+    fallback = best["f"] == 0.0  # no threshold gets anything right: choosing one is noise
+    if fallback:
+        best = min(sweep, key=lambda row: abs(row["threshold"] - FALLBACK_NONE_THRESHOLD))
     threshold = best["threshold"]
     kept = [_with_relations(p, relations_at(p, threshold, "raw_score")) for p in predicted]
     pairs = [c for p, g in zip(kept, gold, strict=True) for c in _correctness(p, g)]
@@ -196,6 +199,8 @@ def fit_calibration(predicted: Sequence[Doc], gold: Sequence[Doc]) -> dict[str, 
     candidates = sum(len(pair_scores(p)) for p in predicted)
     return {
         "none_threshold": threshold,
+        # True: F1 was 0 at every threshold, so the fallback threshold is kept
+        "fallback": fallback,
         "score_scaling": {"a": a, "b": b},
         "documents": len(predicted),
         "candidate_pairs": candidates,
