@@ -127,6 +127,13 @@ def get_path(metrics: dict[str, Any], path: str) -> Any:
     return value
 
 
+def interval_path(path: str) -> str:
+    """Where the 95 % interval of the F1 at `path` is kept: ``a/rel_micro_f`` →
+    ``a/intervals/rel_micro_f``."""
+    head, _, key = path.rpartition("/")
+    return f"{head}/intervals/{key}" if head else f"intervals/{key}"
+
+
 def load_rows(rows: tuple[Row, ...] = DEFAULT_ROWS) -> list[tuple[Row, dict[str, Any]]]:
     """Read every row's metrics file; all missing files are named in one error, each
     with the command that writes it."""
@@ -189,8 +196,7 @@ def figure(metrics: dict[str, Any], path: str, missing: str = "") -> str:
         return missing
     if path.endswith("/ece"):
         return f"{float(value):.3f}"
-    head, _, key = path.rpartition("/")
-    ci = interval(get_path(metrics, f"{head}/intervals/{key}" if head else f"intervals/{key}"))
+    ci = interval(get_path(metrics, interval_path(path)))
     return f"{percent(value)} [{ci}]" if ci else percent(value)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..tasks.names import QA
 from ..util.formatting import interval, percent
-from .results import get_path
+from .results import get_path, interval_path
 
 # (row label, path into an `evaluate` metrics dict) of compare's fixed rows
 COMPARE_ROWS = (
@@ -34,13 +34,6 @@ def _prf_row(label: str, scores: dict[str, Any], key: str) -> str:
     cells = " | ".join(percent(scores.get(f"{key}_{m}")) for m in "prf")
     ci = interval((scores.get("intervals") or {}).get(f"{key}_f"), "–")
     return f"| {label} | {cells} | {ci} |"
-
-
-def interval_path(path: str) -> str:
-    """Where the 95 % interval of the F1 at `path` is kept: ``a/rel_micro_f`` →
-    ``a/intervals/rel_micro_f``."""
-    head, _, key = path.rpartition("/")
-    return f"{head}/intervals/{key}" if head else f"intervals/{key}"
 
 
 def metrics_markdown(metrics: dict[str, Any]) -> str:

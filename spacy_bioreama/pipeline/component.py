@@ -321,6 +321,7 @@ class BioRelationLLM:
             self.backend_name, self._backend = "hf", backend
         self._window_budget: int | None = None
         self._calibration: tuple[str | None, RelationCalibration] | None = None
+        self._relation_prompt: tuple[tuple[str | None, str], str] | None = None
         self._warned_type_pairs = False
         self.stats: Counter[str] = Counter()
 
@@ -373,7 +374,11 @@ class BioRelationLLM:
     def effective_relation_prompt(self) -> str:
         """The relation prompt variant built: `relation_prompt`, or for ``"auto"`` the one
         the adapter was trained on (`adapter_prompts.relation_prompt_for`)."""
-        return relation_prompt_for(self.adapter, self.relation_prompt)
+        key = (self.adapter, self.relation_prompt)
+        if self._relation_prompt is None or self._relation_prompt[0] != key:
+            # read once per adapter and setting, not once per batch
+            self._relation_prompt = (key, relation_prompt_for(*key))
+        return self._relation_prompt[1]
 
     @property
     def effective_none_threshold(self) -> float | None:
