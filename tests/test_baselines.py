@@ -332,6 +332,18 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
     }
     meta = {"name": "sentence prompt", "documents": 4, "none_threshold": 0.62, "command": "abl-cmd"}
     (ablations / "b.json").write_text(json.dumps({"gold_entities": gold, "meta": meta}))
+    # an `evaluate --tasks entities` file: the NER table, with its weakest type
+    ner = {
+        "ents_p": 0.6,
+        "ents_r": 0.5,
+        "ents_f": 0.5455,
+        "intervals": {"ents_f": [0.5, 0.6]},
+        "ents_per_type": {"ChemicalEntity": {"f": 0.7}, "CellLine": {"f": 0.125}},
+        "run": {"docs": 4, "seconds": 6.0, "stats": {"ner_copy_redirected_steps": 17,
+                                                     "generated_tokens": 900}},
+        "meta": {"name": "NER copy", "documents": 4, "command": "ner-cmd"},
+    }  # fmt: skip
+    (ablations / "n.json").write_text(json.dumps(ner))
     args += ["--hybrid", str(hybrid), "--ablations", str(ablations), "--no-plots"]
     result, out = _invoke(tmp_path, args)
     assert result.exit_code == 0, result.output
@@ -342,6 +354,9 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
     assert row == ["sentence prompt", "30.1 [25.0–35.0]", "50.0", "0.62", "12 / 40", "0.050",
                    "30", "4500", "2.50", "–"]  # fmt: skip
     assert "`abl-cmd`" in page and page.index("## Ablations") < page.index("## How each row")
+    assert _row(page, "NER copy") == ["NER copy", "60.0", "50.0", "54.5 [50.0–60.0]",
+                                      "CellLine (12.5)", "17", "900", "1.50"]  # fmt: skip
+    assert page.index("### Relations") < page.index("### Entities") and "`ner-cmd`" in page
 
 
 def test_same_sentence_floor_keeps_only_pairs_a_sentence_co_mentions(nlp):

@@ -85,6 +85,24 @@ def test_evaluate_and_compare(tiny_trained_dir, tmp_path):
     assert set(metrics["gold_entities"]["intervals"]) >= {"rel_pair_f", "rel_micro_f"}
 
 
+def test_evaluate_entities_alone(tiny_trained_dir, tmp_path):
+    """`--tasks entities` scores NER end to end and skips the gold-entity relation run;
+    with `--no-end-to-end` there is then nothing to score, which is a clear error."""
+    gold = _gold_docbin(tmp_path)
+    args = ["evaluate", str(gold), "--model", str(tiny_trained_dir), "--device", "cpu"]
+    out = tmp_path / "ner.json"
+    result = runner.invoke(app, [*args, "--tasks", "entities", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert "gold_entities" not in metrics
+    assert "ents_f" in metrics and "rel_micro_f" not in metrics
+    assert metrics["meta"]["tasks"] == ["entities"]
+    assert metrics["meta"]["ner_copy_constraint"] is False
+    result = runner.invoke(app, [*args, "--tasks", "entities", "--no-end-to-end"])
+    assert result.exit_code == 1
+    assert "nothing to score" in result.output
+
+
 def test_compare_per_corpus_task_scores(tmp_path):
     """evaluate-instructions results side by side: one row per corpus and metric."""
 

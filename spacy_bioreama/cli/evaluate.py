@@ -65,6 +65,20 @@ def evaluate(
         str | None,
         typer.Option(help="Name of the setting (meta.name; the results page's ablation rows)."),
     ] = None,
+    tasks: Annotated[
+        str,
+        typer.Option(
+            help="Tasks to run end to end, comma-separated: entities, relations "
+            "(`--tasks entities` scores NER alone)."
+        ),
+    ] = "entities,relations",
+    ner_copy_constraint: Annotated[
+        bool | None,
+        typer.Option(
+            help="Decode NER forms as copies of spans of the text (default: the "
+            "component's setting, off)."
+        ),
+    ] = None,
 ) -> None:
     """Run the component over a gold corpus and score it: end to end (predicted
     entities) and, for relations, with the gold entities given. Writes metrics JSON
@@ -72,22 +86,28 @@ def evaluate(
     from spacy.tokens import DocBin
 
     from ..evaluation.tables import metrics_markdown
+    from ..tasks.names import TASK_RELATIONS
     from ..util.cmdline import command_line
 
     nlp, component = build_pipeline(
         pipeline,
         model,
         adapter,
-        "entities,relations",
+        tasks,
         batch_size,
         device,
         max_prompt_tokens=max_prompt_tokens,
         none_threshold=none_threshold,
         max_pairs_per_window=max_pairs,
         relation_prompt=relation_prompt,
+        ner_copy_constraint=ner_copy_constraint,
     )
     if not (end_to_end or gold_entities):
         raise fail("nothing to score: --no-end-to-end needs --gold-entities")
+    # the gold-entity setting scores relations: without that task there is nothing to score
+    gold_entities = gold_entities and TASK_RELATIONS in component.tasks
+    if not (end_to_end or gold_entities):
+        raise fail(f"nothing to score: --no-end-to-end with --tasks {tasks!r} (no relations)")
     gold = read_gold(gold_path, nlp.vocab, limit)
     metrics: dict[str, Any] = {}
     predicted: list = []
@@ -107,6 +127,8 @@ def evaluate(
         "none_threshold_setting": component.none_threshold,
         "calibration_source": component.calibration.source,
         "relation_prompt": component.effective_relation_prompt,
+        "tasks": list(component.tasks),
+        "ner_copy_constraint": component.ner_copy_constraint,
         "max_pairs_per_window": component.max_pairs_per_window,
         "max_pairs_per_doc": component.max_pairs_per_doc,
         "command": command_line(),

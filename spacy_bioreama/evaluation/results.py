@@ -229,50 +229,105 @@ def load_ablations(folder: Path = ABLATIONS_DIR) -> list[tuple[str, dict[str, An
     return loaded
 
 
+# (column header) of the NER ablations: files without the gold-entity relation run
+NER_ABLATION_COLUMNS = (
+    "setting",
+    "NER P",
+    "NER R",
+    "NER F1",
+    "weakest type (F1)",
+    "copy-redirected steps",
+    "generated tokens",
+    "s/doc",
+)
+
+
 def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> list[str]:
-    """The Ablations section: one row per setting, each with the command that made it."""
+    """The Ablations section: a relation table (files with the gold-entity run) and a
+    NER table (files of `evaluate --tasks entities`), each row with its command."""
     if not loaded:
         return []
+    relations = [(n, m) for n, m in loaded if m.get("gold_entities")]
+    entities = [(n, m) for n, m in loaded if not m.get("gold_entities") and "ents_f" in m]
     out = [
         "## Ablations",
         "",
-        f"From the `evaluate --name` files in `{folder}`, each on the documents its row says. "
-        "Candidate pairs: every allowed concept pair of the gold entities; the `sentence` "
-        "prompt asks only those a sentence co-mentions, the rest count as unrelated.",
-        "",
-        "| " + " | ".join(ABLATION_COLUMNS) + " |",
-        "|---|" + "---:|" * (len(ABLATION_COLUMNS) - 1),
+        f"From the `evaluate --name` files in `{folder}`, each on the documents its row says.",
     ]
-    for name, m in loaded:
-        gold = m.get("gold_entities") or {}
-        stats = get_path(gold, "run/stats") or {}
-        docs = get_path(gold, "run/docs") or 0
-        seconds = get_path(gold, "run/seconds")
-        asked = stats.get("re_pairs", 0)
-        candidates = asked + sum(
-            stats.get(k, 0)
-            for k in ("re_pairs_not_co_mentioned", "re_pairs_skipped", "re_pairs_skipped_doc_cap")
-        )
-        cells = [
-            name,
-            figure(m, "gold_entities/rel_micro_f", "–"),
-            figure(m, "gold_entities/rel_pair_f", "–"),
-            str(get_path(m, "meta/none_threshold")),
-            f"{stats.get('relations', 0)} / {candidates}",
-            figure(m, "gold_entities/calibration/ece", "–"),
-            str(asked),
-            str(stats.get("re_prompt_tokens", "–")),
-            f"{seconds / docs:.2f}" if seconds and docs else "–",
-            figure(m, "ents_f", "–"),
+    if relations:
+        out += [
+            "",
+            "### Relations (gold entities)",
+            "",
+            "Candidate pairs: every allowed concept pair of the gold entities; the `sentence` "
+            "prompt asks only those a sentence co-mentions, the rest count as unrelated.",
+            "",
+            "| " + " | ".join(ABLATION_COLUMNS) + " |",
+            "|---|" + "---:|" * (len(ABLATION_COLUMNS) - 1),
         ]
-        out.append("| " + " | ".join(cells) + " |")
+        out += [_relation_ablation_row(name, m) for name, m in relations]
+    if entities:
+        out += [
+            "",
+            "### Entities (end to end)",
+            "",
+            "| " + " | ".join(NER_ABLATION_COLUMNS) + " |",
+            "|---|" + "---:|" * (len(NER_ABLATION_COLUMNS) - 1),
+        ]
+        out += [_entity_ablation_row(name, m) for name, m in entities]
     out.append("")
-    for name, m in loaded:
+    for name, m in relations + entities:
         out.append(
             f"- `{name}` ({get_path(m, 'meta/documents')} documents): "
             f"`{get_path(m, 'meta/command')}`"
         )
     return out
+
+
+def _seconds_per_doc(run: dict[str, Any]) -> str:
+    seconds, docs = run.get("seconds"), run.get("docs")
+    return f"{seconds / docs:.2f}" if seconds and docs else "–"
+
+
+def _relation_ablation_row(name: str, m: dict[str, Any]) -> str:
+    gold = m["gold_entities"]
+    stats = get_path(gold, "run/stats") or {}
+    asked = stats.get("re_pairs", 0)
+    candidates = asked + sum(
+        stats.get(k, 0)
+        for k in ("re_pairs_not_co_mentioned", "re_pairs_skipped", "re_pairs_skipped_doc_cap")
+    )
+    cells = [
+        name,
+        figure(m, "gold_entities/rel_micro_f", "–"),
+        figure(m, "gold_entities/rel_pair_f", "–"),
+        str(get_path(m, "meta/none_threshold")),
+        f"{stats.get('relations', 0)} / {candidates}",
+        figure(m, "gold_entities/calibration/ece", "–"),
+        str(asked),
+        str(stats.get("re_prompt_tokens", "–")),
+        _seconds_per_doc(gold.get("run") or {}),
+        figure(m, "ents_f", "–"),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _entity_ablation_row(name: str, m: dict[str, Any]) -> str:
+    run = m.get("run") or {}
+    stats = run.get("stats") or {}
+    per_type = m.get("ents_per_type") or {}
+    weakest = min(per_type.items(), key=lambda kv: kv[1].get("f", 0.0), default=None)
+    cells = [
+        name,
+        figure(m, "ents_p", "–"),
+        figure(m, "ents_r", "–"),
+        figure(m, "ents_f", "–"),
+        f"{weakest[0]} ({percent(weakest[1].get('f', 0.0))})" if weakest else "–",
+        str(stats.get("ner_copy_redirected_steps", "–")),
+        str(stats.get("generated_tokens", "–")),
+        _seconds_per_doc(run),
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 def render_results(
