@@ -229,7 +229,7 @@ def load_ablations(folder: Path = ABLATIONS_DIR) -> list[tuple[str, dict[str, An
     return loaded
 
 
-# (column header) of the NER ablations: files without the gold-entity relation run
+# (column header) of the NER ablations: the files without a gold-entity relation run
 NER_ABLATION_COLUMNS = (
     "setting",
     "NER P",
@@ -248,7 +248,7 @@ def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> 
     if not loaded:
         return []
     relations = [(n, m) for n, m in loaded if m.get("gold_entities")]
-    entities = [(n, m) for n, m in loaded if not m.get("gold_entities") and "ents_f" in m]
+    entities = [(n, m) for n, m in loaded if not m.get("gold_entities")]
     out = [
         "## Ablations",
         "",
@@ -262,8 +262,7 @@ def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> 
             "Candidate pairs: every allowed concept pair of the gold entities; the `sentence` "
             "prompt asks only those a sentence co-mentions, the rest count as unrelated.",
             "",
-            "| " + " | ".join(ABLATION_COLUMNS) + " |",
-            "|---|" + "---:|" * (len(ABLATION_COLUMNS) - 1),
+            *_table_head(ABLATION_COLUMNS),
         ]
         out += [_relation_ablation_row(name, m) for name, m in relations]
     if entities:
@@ -271,8 +270,7 @@ def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> 
             "",
             "### Entities (end to end)",
             "",
-            "| " + " | ".join(NER_ABLATION_COLUMNS) + " |",
-            "|---|" + "---:|" * (len(NER_ABLATION_COLUMNS) - 1),
+            *_table_head(NER_ABLATION_COLUMNS),
         ]
         out += [_entity_ablation_row(name, m) for name, m in entities]
     out.append("")
@@ -282,6 +280,11 @@ def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> 
             f"`{get_path(m, 'meta/command')}`"
         )
     return out
+
+
+def _table_head(columns: tuple[str, ...]) -> list[str]:
+    """Header and alignment lines: the first column left, the figures right."""
+    return ["| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]
 
 
 def _seconds_per_doc(run: dict[str, Any]) -> str:
