@@ -63,6 +63,8 @@ def test_evaluate_and_compare(tiny_trained_dir, tmp_path):
     # nothing it may keep, so scores are 0, but every key is there
     assert set(metrics) >= {"ents_f", "rel_micro_f", "rel_pair_f", "gold_entities", "meta"}
     assert metrics["meta"]["documents"] == 1
+    # the tasks of the end-to-end run, not the gold-entity run's relations alone
+    assert metrics["meta"]["tasks"] == ["entities", "relations"]
     assert "| NER (strict mentions) |" in (tmp_path / "m.md").read_text()
     assert (tmp_path / "pred.spacy").exists()
     result = runner.invoke(
@@ -98,6 +100,9 @@ def test_evaluate_entities_alone(tiny_trained_dir, tmp_path):
     assert "ents_f" in metrics
     assert metrics["meta"]["tasks"] == ["entities"]
     assert metrics["meta"]["ner_copy_constraint"] is False
+    # its table shows NER only: no relation rows of zeros that read like a score
+    assert "| NER (strict mentions) |" in result.output
+    assert "| RE pair" not in result.output
     result = runner.invoke(app, [*args, "--tasks", "entities", "--no-end-to-end"])
     assert result.exit_code == 1
     assert "nothing to score" in result.output

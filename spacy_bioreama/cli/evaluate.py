@@ -102,8 +102,10 @@ def evaluate(
         relation_prompt=relation_prompt,
         ner_copy_constraint=ner_copy_constraint,
     )
+    # the tasks asked for end to end (the gold-entity run below switches to relations)
+    run_tasks = list(component.tasks)
     # the gold-entity setting scores relations: it needs that task
-    gold_entities = gold_entities and TASK_RELATIONS in component.tasks
+    gold_entities = gold_entities and TASK_RELATIONS in run_tasks
     if not (end_to_end or gold_entities):
         raise fail("nothing to score: --no-end-to-end needs --gold-entities and the relations task")
     gold = read_gold(gold_path, nlp.vocab, limit)
@@ -125,7 +127,7 @@ def evaluate(
         "none_threshold_setting": component.none_threshold,
         "calibration_source": component.calibration.source,
         "relation_prompt": component.effective_relation_prompt,
-        "tasks": list(component.tasks),
+        "tasks": run_tasks,
         "ner_copy_constraint": component.ner_copy_constraint,
         "max_pairs_per_window": component.max_pairs_per_window,
         "max_pairs_per_doc": component.max_pairs_per_doc,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..tasks.names import QA
+from ..tasks.names import QA, TASK_RELATIONS
 from ..util.formatting import interval, percent
 from .results import get_path, interval_path
 
@@ -50,7 +50,9 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     settings = []
     if "ents_f" in metrics:  # not with --no-end-to-end
         rows.append(_prf_row("NER (strict mentions)", metrics, "ents"))
-        settings.append(("end to end", metrics))
+        # `--tasks entities` predicts no relations: zeros there would read as a score
+        if TASK_RELATIONS in meta.get("tasks", [TASK_RELATIONS]):
+            settings.append(("end to end", metrics))
     if "gold_entities" in metrics:
         settings.append(("gold entities", metrics["gold_entities"]))
     for name, scores in settings:
