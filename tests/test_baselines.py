@@ -309,6 +309,7 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
     data = json.loads(tuned.read_text())
     data["gold_entities"]["intervals"] = {"rel_micro_f": [0.40, 0.49]}
     data["gold_entities"]["calibration"] = {"ece": 0.0812}
+    data["meta"]["relation_prompt"] = "named"
     tuned.write_text(json.dumps(data))
     hybrid = tmp_path / "hybrid.json"
     hybrid.write_text(json.dumps({**data, "meta": {**data["meta"], "command": "hybrid-cmd"}}))
@@ -354,6 +355,9 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
     assert row == ["sentence prompt", "30.1 [25.0–35.0]", "50.0", "0.62", "12 / 40", "0.050",
                    "30", "4500", "2.50", "–"]  # fmt: skip
     assert "`abl-cmd`" in page and page.index("## Ablations") < page.index("## How each row")
+    # the adapter rows are recipes too: the relation ablations read against them
+    reference = _row(page, "(b) LoRA-tuned adapter (`bio_relation_llm`): `named` prompt")
+    assert reference[1:3] == ["44.4 [40.0–49.0]", "33.3"] and reference[5] == "0.081"
     assert _row(page, "NER copy") == ["NER copy", "60.0", "50.0", "54.5 [50.0–60.0]",
                                       "CellLine (12.5)", "17", "900", "1.50"]  # fmt: skip
     assert page.index("### Relations") < page.index("### Entities") and "`ner-cmd`" in page

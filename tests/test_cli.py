@@ -108,6 +108,26 @@ def test_evaluate_entities_alone(tiny_trained_dir, tmp_path):
     assert "nothing to score" in result.output
 
 
+def test_compare_entities_only_run_has_no_end_to_end_relations(tmp_path):
+    """A `--tasks entities` run predicted no relations: compare shows a dash in its
+    end-to-end RE cells, not a 0.0 that reads as a score; NER stays a number."""
+
+    def write(name, tasks):
+        metrics = {"ents_f": 0.6, "rel_pair_f": 0.0, "rel_micro_f": 0.0}
+        metrics["meta"] = {"command": name, "tasks": tasks, "documents": 3}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(metrics))
+        return str(path)
+
+    files = [write("ner", ["entities"]), write("both", ["entities", "relations"])]
+    result = runner.invoke(app, ["compare", *files, "--output", str(tmp_path / "c.md")])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "c.md").read_text()
+    assert "| NER F1 (strict mentions) | 60.0 | 60.0 |" in table
+    assert "| RE F1 pair, end to end | – | 0.0 |" in table
+    assert "| RE F1 pair + type, end to end | – | 0.0 |" in table
+
+
 def test_compare_per_corpus_task_scores(tmp_path):
     """evaluate-instructions results side by side: one row per corpus and metric."""
 

@@ -78,6 +78,9 @@ DEFAULT_ROWS = (
 )
 # `evaluate --name NAME` files of the relation and NER ablations (see docs/results.md)
 ABLATIONS_DIR = Path("metrics/ablations")
+# rows whose adapters are recipes too: the relation ablation table lists them as well,
+# so that each ablation reads against the quick and the best recipe on the same documents
+ABLATION_REFERENCE_ROWS = ("tuned", "best")
 
 # Published figures (BioRED relation extraction F1) quoted by the seed papers (REaMA).
 # They are literature values, shown in their own block, never mixed with measurements.
@@ -242,6 +245,19 @@ NER_ABLATION_COLUMNS = (
 )
 
 
+def reference_ablations(
+    loaded: list[tuple[Row, dict[str, Any]]],
+) -> list[tuple[str, dict[str, Any]]]:
+    """The `ABLATION_REFERENCE_ROWS` that scored relations on the gold entities, named
+    by their row and relation prompt, for the relation ablation table."""
+    named = []
+    for row, m in loaded:
+        if row.key in ABLATION_REFERENCE_ROWS and m.get("gold_entities"):
+            prompt = get_path(m, "meta/relation_prompt")
+            named.append((f"{row.label}: `{prompt}` prompt" if prompt else row.label, m))
+    return named
+
+
 def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> list[str]:
     """The Ablations section: a relation table (files with the gold-entity run) and a
     NER table (files of `evaluate --tasks entities`), each row with its command."""
@@ -252,7 +268,8 @@ def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> 
     out = [
         "## Ablations",
         "",
-        f"From the `evaluate --name` files in `{folder}`, each on the documents its row says.",
+        f"From the `evaluate --name` files in `{folder}` and the adapter rows above, each "
+        "on the documents its row says.",
     ]
     if relations:
         out += [
@@ -547,7 +564,11 @@ def build_results(
     plots, no Plots section), then write the page to `output`."""
     loaded = load_rows(rows)
     check_same_split(loaded)
-    ablations = render_ablations(load_ablations(ablations_dir), ablations_dir)
+    # no ablation files: no section (the reference rows alone repeat the table above)
+    files = load_ablations(ablations_dir)
+    ablations = (
+        render_ablations(reference_ablations(loaded) + files, ablations_dir) if files else []
+    )
     section, written, warnings = None, [], []
     if plots_dir is not None:
         section, written, warnings = write_plots(loaded, plots_dir, output.parent)

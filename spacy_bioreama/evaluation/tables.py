@@ -30,6 +30,16 @@ RE_SETTINGS = (
 )
 
 
+# compare's rows scored end to end on the run's own relations
+END_TO_END_RE_PATHS = frozenset({"rel_pair_f", "rel_micro_f"})
+
+
+def _predicts_relations(metrics: dict[str, Any]) -> bool:
+    """Whether the end-to-end run asked for relations: `--tasks entities` predicts none,
+    and its zeros would read as a score."""
+    return TASK_RELATIONS in metrics.get("meta", {}).get("tasks", [TASK_RELATIONS])
+
+
 def _prf_row(label: str, scores: dict[str, Any], key: str) -> str:
     cells = " | ".join(percent(scores.get(f"{key}_{m}")) for m in "prf")
     ci = interval((scores.get("intervals") or {}).get(f"{key}_f"), "–")
@@ -50,8 +60,7 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     settings = []
     if "ents_f" in metrics:  # not with --no-end-to-end
         rows.append(_prf_row("NER (strict mentions)", metrics, "ents"))
-        # `--tasks entities` predicts no relations: zeros there would read as a score
-        if TASK_RELATIONS in meta.get("tasks", [TASK_RELATIONS]):
+        if _predicts_relations(metrics):
             settings.append(("end to end", metrics))
     if "gold_entities" in metrics:
         settings.append(("gold entities", metrics["gold_entities"]))
@@ -91,7 +100,9 @@ def compare_markdown(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
     lines.append("|---|" + "---|" * len(runs))
     for label, path in _compare_rows(runs):
         cells = [
-            _cell(get_path(metrics, path), path)
+            "–"
+            if path in END_TO_END_RE_PATHS and not _predicts_relations(metrics)
+            else _cell(get_path(metrics, path), path)
             + (f" ({ci})" if (ci := interval(get_path(metrics, interval_path(path)))) else "")
             for _, metrics in runs
         ]
