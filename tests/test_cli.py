@@ -108,21 +108,29 @@ def test_evaluate_entities_alone(tiny_trained_dir, tmp_path):
     assert "nothing to score" in result.output
 
 
+def _compare_table(tmp_path, runs: dict[str, dict]) -> str:
+    """`compare` over one metrics file per run (named by its key); the written table."""
+    files = []
+    for name, metrics in runs.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(metrics))
+        files.append(str(path))
+    result = runner.invoke(app, ["compare", *files, "--output", str(tmp_path / "c.md")])
+    assert result.exit_code == 0, result.output
+    return (tmp_path / "c.md").read_text()
+
+
 def test_compare_entities_only_run_has_no_end_to_end_relations(tmp_path):
     """A `--tasks entities` run predicted no relations: compare shows a dash in its
     end-to-end RE cells, not a 0.0 that reads as a score; NER stays a number."""
 
-    def write(name, tasks):
-        metrics = {"ents_f": 0.6, "rel_pair_f": 0.0, "rel_micro_f": 0.0}
-        metrics["meta"] = {"command": name, "tasks": tasks, "documents": 3}
-        path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps(metrics))
-        return str(path)
+    def run(name, tasks):
+        meta = {"command": name, "tasks": tasks, "documents": 3}
+        return {"ents_f": 0.6, "rel_pair_f": 0.0, "rel_micro_f": 0.0, "meta": meta}
 
-    files = [write("ner", ["entities"]), write("both", ["entities", "relations"])]
-    result = runner.invoke(app, ["compare", *files, "--output", str(tmp_path / "c.md")])
-    assert result.exit_code == 0, result.output
-    table = (tmp_path / "c.md").read_text()
+    table = _compare_table(
+        tmp_path, {"ner": run("ner", ["entities"]), "both": run("both", ["entities", "relations"])}
+    )
     assert "| NER F1 (strict mentions) | 60.0 | 60.0 |" in table
     assert "| RE F1 pair, end to end | – | 0.0 |" in table
     assert "| RE F1 pair + type, end to end | – | 0.0 |" in table
@@ -131,19 +139,16 @@ def test_compare_entities_only_run_has_no_end_to_end_relations(tmp_path):
 def test_compare_per_corpus_task_scores(tmp_path):
     """evaluate-instructions results side by side: one row per corpus and metric."""
 
-    def write(name, gad_f, qa_acc):
+    def run(name, gad_f, qa_acc):
         corpora = {
             "gad": {"corpus": "gad", "task": "pair", "pair_f": gad_f},
             "pubmedqa": {"corpus": "pubmedqa", "task": "qa", "qa_acc": qa_acc, "qa_macro_f": 0.25},
         }
-        path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps({"corpora": corpora, "meta": {"command": name}}))
-        return str(path)
+        return {"corpora": corpora, "meta": {"command": name}}
 
-    files = [write("base", 0.5, 0.125), write("tuned", 0.75, None)]
-    result = runner.invoke(app, ["compare", *files, "--output", str(tmp_path / "c.md")])
-    assert result.exit_code == 0, result.output
-    table = (tmp_path / "c.md").read_text()
+    table = _compare_table(
+        tmp_path, {"base": run("base", 0.5, 0.125), "tuned": run("tuned", 0.75, None)}
+    )
     assert "| gad F1 (pair, positive labels) | 50.0 | 75.0 |" in table
     assert "| pubmedqa accuracy | 12.5 | – |" in table
     assert "| pubmedqa macro-F1 | 25.0 | 25.0 |" in table

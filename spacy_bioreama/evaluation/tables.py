@@ -93,19 +93,22 @@ def _cell(value: Any, path: str) -> str:
     return "–" if value is None else str(value)
 
 
+def _compare_cell(metrics: dict[str, Any], path: str) -> str:
+    """One run's figure at `path` with its interval; a dash for the end-to-end relation
+    scores of a run that asked for no relations."""
+    if path in END_TO_END_RE_PATHS and not _predicts_relations(metrics):
+        return "–"
+    ci = interval(get_path(metrics, interval_path(path)))
+    return _cell(get_path(metrics, path), path) + (f" ({ci})" if ci else "")
+
+
 def compare_markdown(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
     """Several `evaluate` (or `evaluate-instructions`) results side by side, one column
     per `(name, metrics)` run, each run's command line below the table."""
     lines = ["| metric | " + " | ".join(name for name, _ in runs) + " |"]
     lines.append("|---|" + "---|" * len(runs))
     for label, path in _compare_rows(runs):
-        cells = [
-            "–"
-            if path in END_TO_END_RE_PATHS and not _predicts_relations(metrics)
-            else _cell(get_path(metrics, path), path)
-            + (f" ({ci})" if (ci := interval(get_path(metrics, interval_path(path)))) else "")
-            for _, metrics in runs
-        ]
+        cells = [_compare_cell(metrics, path) for _, metrics in runs]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for name, metrics in runs:
         lines.append(f"\n`{name}`: {get_path(metrics, 'meta/command')}")
