@@ -320,6 +320,11 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
         "rel_pair_f": 0.5,
         "intervals": {"rel_micro_f": [0.25, 0.35]},
         "calibration": {"ece": 0.05},
+        "rel_confusion": {
+            "Association": {"Association": 5, "None": 2},
+            "None": {"Association": 3, "Bind": 1},
+            "Bind": {"Association": 1},
+        },
         "run": {
             "docs": 4,
             "seconds": 10.0,
@@ -361,6 +366,12 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
     assert _row(page, "NER copy") == ["NER copy", "60.0", "50.0", "54.5 [50.0–60.0]",
                                       "CellLine (12.5)", "17", "900", "1.50"]  # fmt: skip
     assert page.index("### Relations") < page.index("### Entities") and "`ner-cmd`" in page
+    # the label confusion of the file that records one, None last on both sides
+    assert "Label confusion of `sentence prompt`:" in page
+    assert _row(page, "gold ↓ / predicted →") == ["gold ↓ / predicted →", "Association", "Bind",
+                                                  "None"]  # fmt: skip
+    assert _row(page, "Bind") == ["Bind", "1", "0", "0"]
+    assert _row(page, "None") == ["None", "3", "1", "–"]
 
 
 def test_same_sentence_floor_keeps_only_pairs_a_sentence_co_mentions(nlp):

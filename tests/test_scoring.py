@@ -75,6 +75,38 @@ def test_entities_and_relations_end_to_end(nlp):
     assert scores["rel_novelty_f"] is None
     assert scores["rel_per_type"]["Negative_Correlation"]["f"] == pytest.approx(1.0)
     assert scores["rel_per_type"]["Positive_Correlation"]["r"] == 0.0
+    # confusion over pairs: C1-D1 right, C1-D2 missed, the unmatched pair invented
+    assert scores["rel_confusion"] == {
+        "Negative_Correlation": {"Negative_Correlation": 1},
+        "None": {"Positive_Correlation": 1},
+        "Positive_Correlation": {"None": 1},
+    }
+
+
+def test_label_confusion_tells_typing_from_detection(nlp):
+    gold = _doc(
+        nlp,
+        GOLD_MENTIONS,
+        [
+            Relation((0, 1), (2, 3), "C1", "D1", "Positive_Correlation"),
+            Relation((0, 1), (6, 7), "C1", "D2", "Association"),
+        ],
+    )
+    pred = _doc(
+        nlp,
+        GOLD_MENTIONS,
+        [
+            Relation((0, 1), (2, 3), "C1", "D1", "Negative_Correlation"),
+            Relation((0, 1), (6, 7), "C1", "D2", "Association"),
+            Relation((6, 7), (8, 9), "D2", "G1", "Association"),
+        ],
+    )
+    confusion = score_bio([Example(pred, gold)])["rel_confusion"]
+    assert confusion == {
+        "Association": {"Association": 1},
+        "None": {"Association": 1},
+        "Positive_Correlation": {"Negative_Correlation": 1},
+    }
 
 
 def test_wrong_label_counts_for_pair_only(nlp):

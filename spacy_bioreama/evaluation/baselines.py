@@ -38,6 +38,7 @@ NER_KEYS = ("ents_p", "ents_r", "ents_f", "ents_per_type")
 REL_KEYS = (
     *(f"{p}_{m}" for p in ("rel_pair", "rel_micro", "rel_novelty") for m in "prf"),
     "rel_per_type",
+    "rel_confusion",
 )
 
 

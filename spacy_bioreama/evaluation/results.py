@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..util.formatting import percent
+from .scorers import NO_PAIR
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,10 @@ def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> 
             *_table_head(ABLATION_COLUMNS),
         ]
         out += [_relation_ablation_row(name, m) for name, m in relations]
+        for name, m in relations:
+            confusion = get_path(m, "gold_entities/rel_confusion")
+            if confusion:
+                out += ["", f"Label confusion of `{name}`:", "", *_confusion_table(confusion)]
     if entities:
         out += [
             "",
@@ -297,6 +302,23 @@ def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> 
             f"`{get_path(m, 'meta/command')}`"
         )
     return out
+
+
+def _confusion_table(confusion: dict[str, dict[str, int]]) -> list[str]:
+    """Gold label (rows) against predicted label (columns), in concept pairs with the gold
+    entities given; `None` (no relation on that side) comes last in both."""
+
+    def ordered(labels: set[str]) -> list[str]:
+        return sorted(labels - {NO_PAIR}) + ([NO_PAIR] if NO_PAIR in labels else [])
+
+    gold = ordered(set(confusion))
+    predicted = ordered({p for row in confusion.values() for p in row})
+    lines = _table_head(("gold ↓ / predicted →", *predicted))
+    for g in gold:
+        cells = [str(confusion[g].get(p, 0)) if (g, p) != (NO_PAIR, NO_PAIR) else "–"
+                 for p in predicted]  # fmt: skip
+        lines.append("| " + " | ".join([g, *cells]) + " |")
+    return lines
 
 
 def _table_head(columns: tuple[str, ...]) -> list[str]:

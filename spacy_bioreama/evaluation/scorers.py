@@ -141,14 +141,45 @@ def relation_key_sets(eg: Example) -> tuple[set[RelationKey], set[RelationKey]]:
     return pred, gold
 
 
+NO_PAIR = "None"
+
+
+def count_label_confusion(
+    pred: set[RelationKey], gold: set[RelationKey], confusion: dict[str, dict[str, int]]
+) -> None:
+    """Add one example's gold label -> predicted label counts to `confusion`, per concept
+    pair; `NO_PAIR` stands for a pair the other side does not relate. A label both sides
+    give counts on the diagonal; the labels left over are crossed (one label per pair,
+    BioRED's case, gives one cell)."""
+    gold_labels: dict[frozenset[str], set[str]] = defaultdict(set)
+    pred_labels: dict[frozenset[str], set[str]] = defaultdict(set)
+    for key in gold:
+        gold_labels[key[0]].add(key[1])
+    for key in pred:
+        pred_labels[key[0]].add(key[1])
+    for pair in gold_labels.keys() | pred_labels.keys():
+        g, p = gold_labels.get(pair, set()), pred_labels.get(pair, set())
+        cells = [(label, label) for label in g & p]
+        left_g, left_p = sorted(g - p) or [NO_PAIR], sorted(p - g) or [NO_PAIR]
+        if g - p or p - g:
+            cells += [(a, b) for a in left_g for b in left_p]
+        for a, b in cells:
+            row = confusion.setdefault(a, {})
+            row[b] = row.get(b, 0) + 1
+
+
 def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
-    """BioRED document-level relation scores in the three settings."""
+    """BioRED document-level relation scores in the three settings, and the label
+    confusion over concept pairs (``rel_confusion``: gold label -> predicted label ->
+    pairs; it tells typing errors from detection errors)."""
     pair, typed, novelty = PRFScore(), PRFScore(), PRFScore()
     per_type: dict[str, PRFScore] = defaultdict(PRFScore)
+    confusion: dict[str, dict[str, int]] = {}
     predicts_novelty = False
     for eg in examples:
         predicts_novelty |= any(r.novel is not None for r in eg.predicted._.relations)
         pred, gold = relation_key_sets(eg)
+        count_label_confusion(pred, gold, confusion)
         count_prf({k[0] for k in pred}, {k[0] for k in gold}, pair)
         count_prf({k[:2] for k in pred}, {k[:2] for k in gold}, typed)
         count_prf(pred, gold, novelty)
@@ -167,6 +198,7 @@ def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
         # A system that does not predict novelty has no novelty score (not zero).
         out.update(rel_novelty_p=None, rel_novelty_r=None, rel_novelty_f=None)
     out["rel_per_type"] = {k: v.to_dict() for k, v in sorted(per_type.items())}
+    out["rel_confusion"] = {g: dict(sorted(row.items())) for g, row in sorted(confusion.items())}
     return out
 
 
