@@ -1,6 +1,7 @@
 """The bio_relation_llm component on a tiny randomly initialised Llama (fast)."""
 
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,31 @@ def test_type_pairs_restrict_candidates(tiny_trained_dir):
     nlp = _nlp(tiny_trained_dir, tasks=["relations"], relation_type_pairs=["Gene|Disease"])
     nlp(_gold_doc(nlp))
     assert nlp.get_pipe("bio_relation_llm").stats["re_pairs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("entity_labels", "warned"), [(LABELS, None), (["Gene", "Disease"], "['Chemical']")]
+)
+def test_no_allowed_pair_warns_only_for_undeclared_labels(tiny_trained_dir, entity_labels, warned):
+    """One disease among four concepts: no Disease|Disease pair. Gene and Chemical in no
+    pair is the schema's choice where they are declared labels; an undeclared label
+    (Chemical from another NER) gets the warning."""
+    nlp = _nlp(
+        tiny_trained_dir,
+        tasks=["relations"],
+        entity_labels=entity_labels,
+        relation_type_pairs=["Disease|Disease"],
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nlp(_gold_doc(nlp))
+    stats = nlp.get_pipe("bio_relation_llm").stats
+    assert stats.get("re_pairs", 0) == 0 and stats["re_windows_without_allowed_pairs"] >= 1
+    messages = [str(w.message) for w in caught if "relation_type_pairs" in str(w.message)]
+    if warned is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and f"entity labels {warned} appear" in messages[0]
 
 
 def test_to_disk_round_trip_reproduces_predictions(tiny_trained_dir, tmp_path):
