@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..tasks.relation import NO_RELATION
 from ..util.formatting import percent
-from .scorers import NO_PAIR
 
 
 @dataclass(frozen=True)
@@ -309,14 +309,12 @@ def _confusion_table(confusion: dict[str, dict[str, int]]) -> list[str]:
     entities given; `None` (no relation on that side) comes last in both."""
 
     def ordered(labels: set[str]) -> list[str]:
-        return sorted(labels - {NO_PAIR}) + ([NO_PAIR] if NO_PAIR in labels else [])
+        return sorted(labels - {NO_RELATION}) + [NO_RELATION] * (NO_RELATION in labels)
 
-    gold = ordered(set(confusion))
     predicted = ordered({p for row in confusion.values() for p in row})
     lines = _table_head(("gold ↓ / predicted →", *predicted))
-    for g in gold:
-        cells = [str(confusion[g].get(p, 0)) if (g, p) != (NO_PAIR, NO_PAIR) else "–"
-                 for p in predicted]  # fmt: skip
+    for g in ordered(set(confusion)):
+        cells = ["–" if g == p == NO_RELATION else str(confusion[g].get(p, 0)) for p in predicted]
         lines.append("| " + " | ".join([g, *cells]) + " |")
     return lines
 

@@ -25,8 +25,9 @@ for spaCy (`spacy_bioreama.{bio,pair,qa}_scorer.v1`, also as spacy_scorers entry
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable
+from itertools import product
 from typing import Any
 
 from spacy.scorer import PRFScore
@@ -37,6 +38,7 @@ from spacy.util import registry
 from ..annotations.labels import NEGATIVE_RELATION_LABELS
 from ..annotations.spans import all_mentions, concept_ids
 from ..tasks import qa
+from ..tasks.relation import NO_RELATION
 from .metrics import choice_scores, count_prf, labelled_prf, positive_label_scores, prf_keys
 
 QA_ANSWERS: tuple[str, ...] = qa.CHOICES
@@ -141,31 +143,26 @@ def relation_key_sets(eg: Example) -> tuple[set[RelationKey], set[RelationKey]]:
     return pred, gold
 
 
-NO_PAIR = "None"
-
-
 def count_label_confusion(
-    pred: set[RelationKey], gold: set[RelationKey], confusion: dict[str, dict[str, int]]
+    pred: set[RelationKey], gold: set[RelationKey], confusion: Counter[tuple[str, str]]
 ) -> None:
-    """Add one example's gold label -> predicted label counts to `confusion`, per concept
-    pair; `NO_PAIR` stands for a pair the other side does not relate. A label both sides
-    give counts on the diagonal; the labels left over are crossed (one label per pair,
-    BioRED's case, gives one cell)."""
+    """Add one example's (gold label, predicted label) counts to `confusion`, per concept
+    pair; `NO_RELATION` stands for a pair the other side does not relate. A label both
+    sides give counts on the diagonal; the labels left over are crossed (one label per
+    pair, BioRED's case, gives one cell)."""
     gold_labels: dict[frozenset[str], set[str]] = defaultdict(set)
     pred_labels: dict[frozenset[str], set[str]] = defaultdict(set)
-    for key in gold:
-        gold_labels[key[0]].add(key[1])
-    for key in pred:
-        pred_labels[key[0]].add(key[1])
+    for pair, label, _ in gold:
+        gold_labels[pair].add(label)
+    for pair, label, _ in pred:
+        pred_labels[pair].add(label)
     for pair in gold_labels.keys() | pred_labels.keys():
         g, p = gold_labels.get(pair, set()), pred_labels.get(pair, set())
-        cells = [(label, label) for label in g & p]
-        left_g, left_p = sorted(g - p) or [NO_PAIR], sorted(p - g) or [NO_PAIR]
-        if g - p or p - g:
-            cells += [(a, b) for a in left_g for b in left_p]
-        for a, b in cells:
-            row = confusion.setdefault(a, {})
-            row[b] = row.get(b, 0) + 1
+        confusion.update((label, label) for label in g & p)
+        if g ^ p:
+            confusion.update(
+                product(sorted(g - p) or [NO_RELATION], sorted(p - g) or [NO_RELATION])
+            )
 
 
 def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
@@ -174,7 +171,7 @@ def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
     pairs; it tells typing errors from detection errors)."""
     pair, typed, novelty = PRFScore(), PRFScore(), PRFScore()
     per_type: dict[str, PRFScore] = defaultdict(PRFScore)
-    confusion: dict[str, dict[str, int]] = {}
+    confusion: Counter[tuple[str, str]] = Counter()
     predicts_novelty = False
     for eg in examples:
         predicts_novelty |= any(r.novel is not None for r in eg.predicted._.relations)
@@ -198,7 +195,10 @@ def score_relations(examples: Iterable[Example]) -> dict[str, Any]:
         # A system that does not predict novelty has no novelty score (not zero).
         out.update(rel_novelty_p=None, rel_novelty_r=None, rel_novelty_f=None)
     out["rel_per_type"] = {k: v.to_dict() for k, v in sorted(per_type.items())}
-    out["rel_confusion"] = {g: dict(sorted(row.items())) for g, row in sorted(confusion.items())}
+    nested: dict[str, dict[str, int]] = defaultdict(dict)
+    for (g, p), n in sorted(confusion.items()):
+        nested[g][p] = n
+    out["rel_confusion"] = dict(nested)
     return out
 
 
