@@ -70,6 +70,38 @@ def test_pair_prompts_are_capped_per_document(tiny_model_dir):
         component.configure(max_pairs_per_doc=0)
 
 
+def test_sentence_prompts_are_capped_per_document_not_per_window(tiny_model_dir):
+    """A sentence prompt asks the document as one window: `max_pairs_per_window` would
+    cap the whole document there, so only `max_pairs_per_doc` bounds it."""
+    nlp = spacy.blank("en")
+    config = {
+        "model": str(tiny_model_dir),
+        "tasks": ["relations"],
+        "relation_labels": ["Bind"],
+        "relation_type_pairs": [],
+        "relation_prompt": "sentence",
+        "max_prompt_tokens": 256,
+        "max_pairs_per_window": 10,
+    }
+    component = nlp.add_pipe("bio_relation_llm", config=config)
+    # 5 sentences of 6 genes: 5 * 15 co-mentioned pairs, the other 360 pairs are not
+    words = " ".join(" ".join(f"G{s}x{g}" for g in range(6)) + " bind." for s in range(5))
+    doc = nlp.make_doc(words)
+    genes = [t for t in doc if t.text.startswith("G")]
+    set_entities(
+        doc, [doc[t.i : t.i + 1].char_span(0, len(t.text), "Gene", kb_id=t.text) for t in genes]
+    )
+    nlp(doc)
+    assert component.stats["re_pairs"] == 75
+    assert component.stats["re_pairs_not_co_mentioned"] == 360
+    assert component.stats.get("re_pairs_skipped", 0) == 0
+    component.configure(max_pairs_per_doc=50)
+    component.stats.clear()
+    nlp(doc)
+    assert component.stats["re_pairs"] == 50
+    assert component.stats["re_pairs_skipped_doc_cap"] == 25
+
+
 def test_n_process_fails_with_a_clear_message(tiny_model_dir):
     nlp = spacy.blank("en")
     nlp.add_pipe("bio_relation_llm", config={"model": str(tiny_model_dir)})
