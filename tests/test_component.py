@@ -330,3 +330,20 @@ def test_configure_validates_like_the_factory(tiny_model_dir):
     component.configure(none_threshold=0.9, tasks=["relations"], max_pairs_per_window=5)
     assert component.none_threshold == 0.9 and component.tasks == ["relations"]
     assert component.max_pairs_per_window == 5
+
+
+def test_ner_window_tokens_cuts_entity_windows_only(tiny_model_dir):
+    text = " ".join(f"BRCA{i} mutations cause breast cancer in cohort {i}." for i in range(12))
+    nlp = _nlp(tiny_model_dir, max_new_tokens=4, max_prompt_tokens=1024)
+    component = nlp.get_pipe("bio_relation_llm")
+    nlp(text)
+    whole = dict(component.stats)
+    assert whole["ner_windows"] == whole["windows"] == whole["ner_answers"]
+    component.configure(ner_window_tokens=32)
+    component.stats.clear()
+    nlp(text)
+    cut = component.stats
+    assert cut["windows"] == whole["windows"]  # relation windows are left as they were
+    assert cut["ner_windows"] == cut["ner_answers"] > whole["ner_windows"]
+    with pytest.raises(ValueError, match="ner_window_tokens"):
+        component.configure(ner_window_tokens=8)

@@ -79,6 +79,14 @@ def evaluate(
             "component's setting, off)."
         ),
     ] = None,
+    ner_window_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=32,
+            help="Tokens of text per NER window (default: the component's setting, as "
+            "much as a prompt holds).",
+        ),
+    ] = None,
 ) -> None:
     """Run the component over a gold corpus and score it: end to end (predicted
     entities) and, for relations, with the gold entities given. Writes metrics JSON
@@ -101,6 +109,7 @@ def evaluate(
         max_pairs_per_window=max_pairs,
         relation_prompt=relation_prompt,
         ner_copy_constraint=ner_copy_constraint,
+        ner_window_tokens=ner_window_tokens,
     )
     # the tasks asked for end to end (the gold-entity run below switches to relations)
     run_tasks = list(component.tasks)
@@ -129,6 +138,7 @@ def evaluate(
         "relation_prompt": component.effective_relation_prompt,
         "tasks": run_tasks,
         "ner_copy_constraint": component.ner_copy_constraint,
+        "ner_window_tokens": component.ner_window_tokens,
         "max_pairs_per_window": component.max_pairs_per_window,
         "max_pairs_per_doc": component.max_pairs_per_doc,
         "command": command_line(),

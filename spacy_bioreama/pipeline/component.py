@@ -35,6 +35,7 @@ from ..models.backend import CopySpans, Generation, GenerationBackend, LineGuard
 from ..tasks import ner
 from ..tasks import relation as re_task
 from ..tasks.names import TASK_ENTITIES, TASK_RELATIONS
+from ..tasks.units import MIN_WINDOW_TOKENS
 from ..tasks.windows import split_windows
 from .adapter_integrity import HASHES_KEY, adapter_hashes, bytes_hashes, check_hashes
 from .adapter_prompts import relation_prompt_for
@@ -73,6 +74,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # NER forms decoded as copies of spans of the text (models/copy_spans.py)
     "ner_copy_constraint": False,
     "max_prompt_tokens": 1024,
+    # tokens of text per NER window (null: as much as a prompt holds); training fits the
+    # answer into max_length too, so an entity-dense document was cut shorter there
+    "ner_window_tokens": None,
     "max_pairs_per_window": 100,
     "max_pairs_per_doc": 1000,
     # "auto": the relation prompt variant the adapter was trained on (training_meta.json),
@@ -100,6 +104,7 @@ CONFIGURABLE = (
     "max_new_tokens",
     "ner_copy_constraint",
     "max_prompt_tokens",
+    "ner_window_tokens",
     "max_pairs_per_window",
     "max_pairs_per_doc",
     "relation_prompt",
@@ -123,6 +128,7 @@ def validate_settings(
     max_pairs_per_doc: int = 1,
     relation_prompt: str = AUTO,
     ner_copy_constraint: bool = False,
+    ner_window_tokens: int | None = None,
 ) -> None:
     """Raise a ValueError naming the field when component settings cannot work. The one
     check for the factory (`__init__`) and for `configure` on a loaded pipeline, so a
@@ -149,6 +155,11 @@ def validate_settings(
     if max_prompt_tokens < 2 * PROMPT_MARGIN_TOKENS:
         raise ValueError(
             f"bio_relation_llm: max_prompt_tokens must be >= {2 * PROMPT_MARGIN_TOKENS}"
+        )
+    if ner_window_tokens is not None and ner_window_tokens < MIN_WINDOW_TOKENS:
+        raise ValueError(
+            f"bio_relation_llm: ner_window_tokens must be null or >= {MIN_WINDOW_TOKENS}, "
+            f"got {ner_window_tokens}"
         )
     if not isinstance(ner_copy_constraint, bool):
         raise ValueError(
@@ -200,6 +211,7 @@ def make_bio_relation_llm(
     max_new_tokens: int,
     ner_copy_constraint: bool,
     max_prompt_tokens: int,
+    ner_window_tokens: int | None,
     max_pairs_per_window: int,
     max_pairs_per_doc: int,
     relation_prompt: str,
@@ -225,6 +237,7 @@ def make_bio_relation_llm(
         max_new_tokens=max_new_tokens,
         ner_copy_constraint=ner_copy_constraint,
         max_prompt_tokens=max_prompt_tokens,
+        ner_window_tokens=ner_window_tokens,
         max_pairs_per_window=max_pairs_per_window,
         max_pairs_per_doc=max_pairs_per_doc,
         relation_prompt=relation_prompt,
@@ -260,6 +273,7 @@ class BioRelationLLM:
         max_new_tokens: int = 256,
         ner_copy_constraint: bool = False,
         max_prompt_tokens: int = 1024,
+        ner_window_tokens: int | None = None,
         max_pairs_per_window: int = 100,
         max_pairs_per_doc: int = 1000,
         relation_prompt: str = AUTO,
@@ -283,6 +297,7 @@ class BioRelationLLM:
             max_pairs_per_doc=max_pairs_per_doc,
             relation_prompt=relation_prompt,
             ner_copy_constraint=ner_copy_constraint,
+            ner_window_tokens=ner_window_tokens,
         )
         self.nlp = nlp
         self.name = name
@@ -297,6 +312,7 @@ class BioRelationLLM:
         self.max_new_tokens = max_new_tokens
         self.ner_copy_constraint = bool(ner_copy_constraint)
         self.max_prompt_tokens = max_prompt_tokens
+        self.ner_window_tokens = ner_window_tokens
         self.max_pairs_per_window = max_pairs_per_window
         self.max_pairs_per_doc = max_pairs_per_doc
         self.relation_prompt = relation_prompt
@@ -434,7 +450,14 @@ class BioRelationLLM:
         windows = [split_windows(doc, self.backend.count_tokens, budget) for doc in docs]
         self.stats["windows"] += sum(len(w) for w in windows)
         if TASK_ENTITIES in self.tasks:
-            self._predict_entities(docs, windows)
+            ner_windows = windows
+            if self.ner_window_tokens is not None and self.ner_window_tokens < budget:
+                ner_windows = [
+                    split_windows(doc, self.backend.count_tokens, self.ner_window_tokens)
+                    for doc in docs
+                ]
+            self.stats["ner_windows"] += sum(len(w) for w in ner_windows)
+            self._predict_entities(docs, ner_windows)
         if TASK_RELATIONS in self.tasks:
             self._predict_relations(docs, windows)
         return docs

@@ -129,7 +129,11 @@ ANSWER_SETTINGS = (
 
 
 # answer settings added after fingerprints were first recorded, with their defaults
-LATER_ANSWER_SETTINGS = {"ner_copy_constraint": False, "relation_prompt": "auto"}
+LATER_ANSWER_SETTINGS = {
+    "ner_copy_constraint": False,
+    "relation_prompt": "auto",
+    "ner_window_tokens": None,
+}
 
 
 def find_component(nlp: Language) -> BioRelationLLM | None:
