@@ -346,7 +346,7 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
         "intervals": {"ents_f": [0.5, 0.6]},
         "ents_per_type": {"ChemicalEntity": {"f": 0.7}, "CellLine": {"f": 0.125}},
         "run": {"docs": 4, "seconds": 6.0, "stats": {"ner_copy_redirected_steps": 17,
-                                                     "generated_tokens": 900}},
+                                                     "generated_tokens": 900, "ner_windows": 9}},
         "meta": {"name": "NER copy", "documents": 4, "command": "ner-cmd"},
     }  # fmt: skip
     (ablations / "n.json").write_text(json.dumps(ner))
@@ -364,8 +364,12 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
     reference = _row(page, "(b) LoRA-tuned adapter (`bio_relation_llm`): `named` prompt")
     assert reference[1:3] == ["44.4 [40.0–49.0]", "33.3"] and reference[5] == "0.081"
     assert _row(page, "NER copy") == ["NER copy", "60.0", "50.0", "54.5 [50.0–60.0]",
-                                      "CellLine (12.5)", "17", "900", "1.50"]  # fmt: skip
+                                      "CellLine (12.5)", "9", "17", "900", "1.50"]  # fmt: skip
     assert page.index("### Relations") < page.index("### Entities") and "`ner-cmd`" in page
+    # the adapter rows' end-to-end NER is the entity table's reference, listed once below
+    entity_table = page[page.index("### Entities") :]
+    assert "| (b) LoRA-tuned adapter (`bio_relation_llm`): `named` prompt |" in entity_table
+    assert page.count("- `(b) LoRA-tuned adapter") == 1
     # the label confusion of the file that records one, None last on both sides
     assert "Label confusion of `sentence prompt`:" in page
     assert _row(page, "gold ↓ / predicted →") == ["gold ↓ / predicted →", "Association", "Bind",

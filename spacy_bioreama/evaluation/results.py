@@ -240,6 +240,7 @@ NER_ABLATION_COLUMNS = (
     "NER R",
     "NER F1",
     "weakest type (F1)",
+    "NER windows",
     "copy-redirected steps",
     "generated tokens",
     "s/doc",
@@ -261,11 +262,12 @@ def reference_ablations(
 
 def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> list[str]:
     """The Ablations section: a relation table (files with the gold-entity run) and a
-    NER table (files of `evaluate --tasks entities`), each row with its command."""
+    NER table (files with end-to-end entity scores: `evaluate --tasks entities` and the
+    reference rows), each row with its command."""
     if not loaded:
         return []
     relations = [(n, m) for n, m in loaded if m.get("gold_entities")]
-    entities = [(n, m) for n, m in loaded if not m.get("gold_entities")]
+    entities = [(n, m) for n, m in loaded if "ents_f" in m]
     out = [
         "## Ablations",
         "",
@@ -296,7 +298,8 @@ def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> 
         ]
         out += [_entity_ablation_row(name, m) for name, m in entities]
     out.append("")
-    for name, m in relations + entities:
+    listed = relations + [(n, m) for n, m in entities if not m.get("gold_entities")]
+    for name, m in listed:
         out.append(
             f"- `{name}` ({get_path(m, 'meta/documents')} documents): "
             f"`{get_path(m, 'meta/command')}`"
@@ -363,6 +366,8 @@ def _entity_ablation_row(name: str, m: dict[str, Any]) -> str:
         figure(m, "ents_r", "–"),
         figure(m, "ents_f", "–"),
         f"{weakest[0]} ({percent(weakest[1].get('f', 0.0))})" if weakest else "–",
+        # files from before ner_window_tokens: the entity windows were the windows
+        str(stats.get("ner_windows", stats.get("windows", "–"))),
         str(stats.get("ner_copy_redirected_steps", "–")),
         str(stats.get("generated_tokens", "–")),
         _seconds_per_doc(run),
