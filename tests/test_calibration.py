@@ -10,6 +10,7 @@ from spacy_bioreama.evaluation.bootstrap import f1_interval
 from spacy_bioreama.evaluation.calibration import (
     calibration,
     fit_calibration,
+    fit_label_bias,
     platt_scaling,
     relations_at,
     reliability,
@@ -151,3 +152,34 @@ def test_fit_calibration_keeps_the_fallback_when_nothing_is_ever_right(docs):
     gold[0]._.relations = []  # no gold relation: F1 is 0 at every threshold
     fitted = fit_calibration(pred, gold)
     assert fitted["fallback"] and fitted["none_threshold"] == 0.5
+
+
+def test_label_bias_corrects_a_lean_towards_one_label():
+    # The model always prefers Neg (0.6 against 0.4) but 70 of 100 related pairs are Pos:
+    # the fitted bias makes the typing say Pos; a balanced, informative set needs none.
+    leaning = [({"Pos": 0.4, "Neg": 0.6}, "Pos")] * 70 + [({"Pos": 0.4, "Neg": 0.6}, "Neg")] * 30
+    bias = fit_label_bias(leaning)
+    calibration = RelationCalibration(label_bias=tuple(bias.items()))
+    assert calibration.type_label({"Pos": 0.4, "Neg": 0.6}) == "Pos"
+    assert bias["Pos"] > 0 > bias["Neg"]
+    balanced = [({"Pos": 0.8, "Neg": 0.2}, "Pos")] * 50 + [({"Pos": 0.2, "Neg": 0.8}, "Neg")] * 50
+    assert all(abs(v) < 1e-6 for v in fit_label_bias(balanced).values())
+    assert fit_label_bias(leaning[:10]) == {}  # too few related pairs to fit
+    assert fit_label_bias([({"Pos": 0.4, "Neg": 0.6}, "Pos")] * 30) == {}  # one gold label
+
+
+def test_fit_calibration_fits_the_label_bias_before_the_threshold(docs):
+    pred, gold = docs
+    # A-B (gold Bind) is sure of Bind; 31 A-C windows (gold Association) lean to Bind
+    extra = [_pair(0, 4, "A", "C", 0.3, "Bind", 0.6) for _ in range(30)]
+    entries = pred[0].user_data[PAIR_SCORES_KEY] + extra
+    for e in entries:
+        sure = e["tail_id"] == "B" and e["head_id"] == "A"
+        e["probabilities"] = {"Bind": 0.999, "Association": 0.001} if sure else {
+            "Bind": 0.6, "Association": 0.4}  # fmt: skip
+    pred[0].user_data[PAIR_SCORES_KEY] = entries
+    fitted = fit_calibration(pred, gold)
+    assert fitted["label_bias"]["Association"] > 0 and fitted["typing_pairs"] == 33
+    # retyped, A-C is right too: both gold relations at the threshold that relates both
+    assert fitted["none_threshold"] == 0.31 and fitted["f1"] == pytest.approx(1.0)
+    assert fitted["f1_without_label_bias"] == pytest.approx(0.5)  # A-C read as Bind

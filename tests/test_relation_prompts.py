@@ -113,6 +113,24 @@ def test_calibration_file_round_trip_and_errors(tmp_path):
     )
     with pytest.raises(CalibrationFileError, match="calibration.json: a must be a finite number"):
         read_calibration(tmp_path)
+    (tmp_path / "calibration.json").write_text(
+        '{"none_threshold": 0.5, "label_bias": {"Bind": "high"}}'
+    )
+    with pytest.raises(CalibrationFileError, match="label_bias.Bind must be a finite number"):
+        read_calibration(tmp_path)
+
+
+def test_label_bias_changes_typing_not_detection(tmp_path):
+    from spacy_bioreama.tasks.relation import decide
+
+    write_calibration(tmp_path, {"none_threshold": 0.5, "label_bias": {"Bind": 1.0}})
+    calibration = read_calibration(tmp_path)
+    assert calibration.label_bias == (("Bind", 1.0),)
+    probabilities = {"Association": 0.4, "Bind": 0.2, "None": 0.4}
+    # log 0.2 + 1 > log 0.4: Bind, with its own probability as the score
+    assert decide("None", 0.4, probabilities, 0.5, calibration.type_label) == ("Bind", 0.2)
+    assert decide("None", 0.4, probabilities, 0.5) == ("Association", 0.4)
+    assert decide("None", 0.4, probabilities, 0.3, calibration.type_label) == ("None", 0.4)
 
 
 def test_a_hybrid_pipeline_is_not_given_the_gold_entities():

@@ -202,8 +202,8 @@ def calibrate(
     device: DeviceOption = "auto",
     max_prompt_tokens: MaxPromptTokensOption = None,
 ) -> None:
-    """Choose the adapter's relation threshold and score scaling on held-back training
-    documents (gold entities given) and save them as ``calibration.json`` in the adapter
+    """Choose the adapter's relation threshold, label bias and score scaling on held-back
+    training documents (gold entities given) and save them as ``calibration.json`` in the adapter
     folder, where the component's default ``none_threshold = "auto"`` finds them."""
     from ..evaluation.calibration import fit_calibration
     from ..pipeline.relation_calibration import write_calibration
@@ -246,6 +246,12 @@ def calibrate(
         f"{fitted['relations']} of {fitted['candidate_pairs']} candidate pairs related; "
         f"ECE {_fraction(fitted['ece_raw'])} -> {_fraction(fitted['ece_scaled'])} after scaling"
     )
+    if fitted["label_bias"]:
+        bias = ", ".join(f"{k} {v:+.2f}" for k, v in fitted["label_bias"].items())
+        typer.echo(
+            f"label bias from {fitted['typing_pairs']} related pairs: {bias} (pair + type F1 "
+            f"{100 * fitted['f1_without_label_bias']:.1f} without it)"
+        )
     typer.echo(f"wrote {path}", err=True)
 
 

@@ -586,7 +586,11 @@ class BioRelationLLM:
         probability = min(1.0, max(0.0, math.exp(generation.logprob)))
         probabilities = getattr(generation, "probabilities", None)  # constrained answers
         decided, score = re_task.decide(
-            label, probability, probabilities, self.effective_none_threshold
+            label,
+            probability,
+            probabilities,
+            self.effective_none_threshold,
+            self.calibration.type_label,
         )
         if label == re_task.NO_RELATION and decided != re_task.NO_RELATION:
             self.stats["re_none_overruled"] += 1
@@ -793,12 +797,14 @@ def _pair_score(
     calibration: RelationCalibration | None = None,
 ) -> dict[str, Any]:
     """One scored candidate pair as plain values (DocBin-safe): the mentions (token
-    offsets) and concept ids, P(None), and the most probable relation label with its
-    probability (`raw_score`) and its calibrated confidence (`score`, what the relation
-    would carry), so a threshold can be applied again after the run."""
+    offsets) and concept ids, P(None), the relation labels' probabilities, and the label
+    a related pair takes (the calibration's `type_label`) with its probability
+    (`raw_score`) and its calibrated confidence (`score`, what the relation would carry),
+    so a threshold or a new label bias can be applied again after the run."""
+    calibration = calibration if calibration is not None else RelationCalibration()
     probabilities = dict(getattr(generation, "probabilities", None) or {})
     positives = {k: v for k, v in probabilities.items() if k != re_task.NO_RELATION}
-    label = max(positives, key=positives.get) if positives else answer
+    label = calibration.type_label(positives) if positives else answer
     raw = positives.get(label, math.exp(generation.logprob))
     return {
         "head": list(head.mention),
@@ -806,7 +812,8 @@ def _pair_score(
         "head_id": head.concept_id,
         "tail_id": tail.concept_id,
         "p_none": probabilities.get(re_task.NO_RELATION),
+        "probabilities": positives,
         "label": label,
         "raw_score": raw,
-        "score": calibration.scale(raw) if calibration is not None else raw,
+        "score": calibration.scale(raw),
     }

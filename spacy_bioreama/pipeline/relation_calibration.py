@@ -6,6 +6,7 @@ its instruction set (``calibration_fraction``), never on dev, and writes
 
     {"none_threshold": 0.62,            # P(None) below it relates the pair
      "score_scaling": {"a": 1.3, "b": -0.4},   # Platt: score' = sigmoid(a * logit(score) + b)
+     "label_bias": {"Positive_Correlation": 0.8, ...},  # typing: argmax log P(label) + bias
      "documents": 36, "f1": 0.31, ...}  # what it was fitted on, for the reader
 
 The component's default ``none_threshold = "auto"`` takes the threshold from there (0.5
@@ -42,6 +43,17 @@ class RelationCalibration:
     a: float = 1.0
     b: float = 0.0
     source: str = "default"
+    # (label, bias) added to log P(label) when a related pair is typed: the tuned model's
+    # preference between labels, corrected on the held-back documents (empty: none)
+    label_bias: tuple[tuple[str, float], ...] = ()
+
+    def type_label(self, positives: Mapping[str, float]) -> str:
+        """The label of a related pair from its relation labels' probabilities: the most
+        probable one after `label_bias` (the plain argmax without a bias)."""
+        bias = dict(self.label_bias)
+        if not bias:
+            return max(positives, key=positives.get)
+        return max(positives, key=lambda k: math.log(max(positives[k], 1e-12)) + bias.get(k, 0.0))
 
     def scale(self, score: float) -> float:
         """The calibrated confidence of a relation whose label probability is `score`."""
@@ -73,13 +85,21 @@ def read_calibration(adapter: str | os.PathLike | None) -> RelationCalibration:
         raise CalibrationFileError(f"{path}: score_scaling must be an object with a and b")
     a = _number(scaling, "a", path, default=1.0)
     b = _number(scaling, "b", path, default=0.0)
-    return RelationCalibration(threshold, a, b, source=str(path))
+    bias = data.get("label_bias") or {}
+    if not isinstance(bias, Mapping):
+        raise CalibrationFileError(f"{path}: label_bias must be an object of label: number")
+    label_bias = tuple(
+        (str(k), _number(bias, k, path, field=f"label_bias.{k}")) for k in sorted(bias)
+    )
+    return RelationCalibration(threshold, a, b, source=str(path), label_bias=label_bias)
 
 
-def _number(data: Mapping[str, Any], key: str, path: Path, default: float | None = None) -> float:
+def _number(
+    data: Mapping[str, Any], key: str, path: Path, default: float | None = None, field: str = ""
+) -> float:
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise CalibrationFileError(f"{path}: {key} must be a finite number, got {value!r}")
+        raise CalibrationFileError(f"{path}: {field or key} must be a finite number, got {value!r}")
     return float(value)
 
 

@@ -301,12 +301,14 @@ def decide(
     probability: float,
     probabilities: Mapping[str, float] | None,
     none_threshold: float | None,
+    type_label: Callable[[Mapping[str, float]], str] | None = None,
 ) -> tuple[str | None, float]:
     """The decision for one constrained pair answer: detection, then typing.
 
     The pair is related when P(None) < `none_threshold`, and then takes its most probable
     relation label, even when "None" alone outscores each label (with several labels
-    sharing the positive mass, plain argmax says "None" far too often). Without a
+    sharing the positive mass, plain argmax says "None" far too often); `type_label`
+    (a calibration's label bias) picks the label instead where given. Without a
     threshold or an option distribution: the argmax `answer` and its `probability`.
     """
     if none_threshold is None or not probabilities or NO_RELATION not in probabilities:
@@ -315,7 +317,7 @@ def decide(
     positives = {k: v for k, v in probabilities.items() if k != NO_RELATION}
     if p_none >= none_threshold or not positives:
         return NO_RELATION, p_none
-    best = max(positives, key=positives.get)
+    best = type_label(positives) if type_label else max(positives, key=positives.get)
     return best, positives[best]
 
 
