@@ -165,13 +165,18 @@ def test_label_bias_corrects_a_lean_towards_one_label():
     balanced = [({"Pos": 0.8, "Neg": 0.2}, "Pos")] * 50 + [({"Pos": 0.2, "Neg": 0.8}, "Neg")] * 50
     assert all(abs(v) < 1e-6 for v in fit_label_bias(balanced).values())
     assert fit_label_bias(leaning[:10]) == {}  # too few related pairs to fit
+    # a label with few pairs keeps no bias of its own
+    rare = leaning + [({"Pos": 0.3, "Neg": 0.3, "Bind": 0.4}, "Bind")] * 5
+    assert set(fit_label_bias(rare)) == {"Pos", "Neg"}
     assert fit_label_bias([({"Pos": 0.4, "Neg": 0.6}, "Pos")] * 30) == {}  # one gold label
 
 
 def test_fit_calibration_fits_the_label_bias_before_the_threshold(docs):
     pred, gold = docs
-    # A-B (gold Bind) is sure of Bind; 31 A-C windows (gold Association) lean to Bind
+    # 22 A-B windows (gold Bind) are sure of Bind; 31 A-C ones (gold Association) lean
+    # to Bind
     extra = [_pair(0, 4, "A", "C", 0.3, "Bind", 0.6) for _ in range(30)]
+    extra += [_pair(0, 2, "A", "B", 0.2, "Bind", 0.9) for _ in range(20)]
     entries = pred[0].user_data[PAIR_SCORES_KEY] + extra
     for e in entries:
         sure = e["tail_id"] == "B" and e["head_id"] == "A"
@@ -179,7 +184,25 @@ def test_fit_calibration_fits_the_label_bias_before_the_threshold(docs):
             "Bind": 0.6, "Association": 0.4}  # fmt: skip
     pred[0].user_data[PAIR_SCORES_KEY] = entries
     fitted = fit_calibration(pred, gold)
-    assert fitted["label_bias"]["Association"] > 0 and fitted["typing_pairs"] == 33
+    assert fitted["label_bias"]["Association"] > fitted["label_bias"]["Bind"]
+    assert fitted["typing_pairs"] == 53
     # retyped, A-C is right too: both gold relations at the threshold that relates both
     assert fitted["none_threshold"] == 0.31 and fitted["f1"] == pytest.approx(1.0)
     assert fitted["f1_without_label_bias"] == pytest.approx(0.5)  # A-C read as Bind
+
+
+def test_fit_calibration_drops_a_label_bias_that_does_not_help(docs):
+    pred, gold = docs
+    # every window already types right by argmax (22 Bind, 21 Association): a fitted
+    # bias cannot raise F1, so none is kept
+    extra = [_pair(0, 2, "A", "B", 0.2, "Bind", 0.9) for _ in range(20)]
+    extra += [_pair(0, 4, "A", "C", 0.3, "Association", 0.6) for _ in range(20)]
+    entries = pred[0].user_data[PAIR_SCORES_KEY] + extra
+    for e in entries:
+        bind = e["tail_id"] == "B" or e["head_id"] == "B"
+        e["probabilities"] = {"Bind": 0.55, "Association": 0.45} if bind else {
+            "Bind": 0.45, "Association": 0.55}  # fmt: skip
+    pred[0].user_data[PAIR_SCORES_KEY] = entries
+    fitted = fit_calibration(pred, gold)
+    assert set(fitted["label_bias_fitted"]) == {"Association", "Bind"}
+    assert fitted["label_bias"] == {} and fitted["f1"] == fitted["f1_without_label_bias"] == 1.0

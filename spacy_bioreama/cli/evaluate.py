@@ -246,11 +246,12 @@ def calibrate(
         f"{fitted['relations']} of {fitted['candidate_pairs']} candidate pairs related; "
         f"ECE {_fraction(fitted['ece_raw'])} -> {_fraction(fitted['ece_scaled'])} after scaling"
     )
-    if fitted["label_bias"]:
-        bias = ", ".join(f"{k} {v:+.2f}" for k, v in fitted["label_bias"].items())
+    if fitted["label_bias_fitted"]:
+        bias = ", ".join(f"{k} {v:+.2f}" for k, v in fitted["label_bias_fitted"].items())
+        kept = "kept" if fitted["label_bias"] else "not kept: it did not raise F1"
         typer.echo(
-            f"label bias from {fitted['typing_pairs']} related pairs: {bias} (pair + type F1 "
-            f"{100 * fitted['f1_without_label_bias']:.1f} without it)"
+            f"label bias from {fitted['typing_pairs']} related pairs: {bias} ({kept}; pair + "
+            f"type F1 {100 * fitted['f1_without_label_bias']:.1f} without it)"
         )
     typer.echo(f"wrote {path}", err=True)
 
