@@ -166,37 +166,37 @@ def fit_label_bias(
     examples: Sequence[tuple[Mapping[str, float], str]], ridge: float = LABEL_BIAS_RIDGE
 ) -> dict[str, float]:
     """Offsets b maximising the log likelihood of the gold labels under
-    softmax(log P(label) + b) over the related pairs, with a ridge towards 0; Newton
-    steps on a convex loss. Only labels with `MIN_LABEL_BIAS_PAIRS` gold pairs get an
-    offset (the others keep 0 and are left out). Empty (no correction) with fewer than
-    two such labels."""
+    softmax(log P(label) + b), with a ridge towards 0; Newton steps on a convex loss.
+    Only labels with `MIN_LABEL_BIAS_PAIRS` gold pairs get an offset, fitted among
+    themselves (softmax over those labels, on their pairs) and centred, so the rare
+    labels keep 0 = the others' mean instead of being lifted by the gauge. Empty (no
+    correction) with fewer than two such labels."""
     import numpy as np
 
     counts = Counter(y for _, y in examples)
-    free = sorted(k for k, n in counts.items() if n >= MIN_LABEL_BIAS_PAIRS)
-    if len(free) < 2:
+    labels = sorted(k for k, n in counts.items() if n >= MIN_LABEL_BIAS_PAIRS)
+    if len(labels) < 2:
         return {}
-    labels = sorted({k for probs, _ in examples for k in probs})
+    examples = [(probs, y) for probs, y in examples if y in labels]
     index = {k: i for i, k in enumerate(labels)}
-    z = np.full((len(examples), len(labels)), math.log(1e-12))
-    for row, (probs, _) in enumerate(examples):
-        for k, v in probs.items():
-            z[row, index[k]] = math.log(max(v, 1e-12))
+    z = np.array(
+        [[math.log(max(probs.get(k, 0.0), 1e-12)) for k in labels] for probs, _ in examples]
+    )
     y = np.zeros_like(z)
     y[np.arange(len(examples)), [index[label] for _, label in examples]] = 1.0
-    fit = [index[k] for k in free]
     b = np.zeros(len(labels))
     for _ in range(50):
         logits = z + b
         q = np.exp(logits - logits.max(axis=1, keepdims=True))
         q /= q.sum(axis=1, keepdims=True)
-        gradient = ((q - y).sum(axis=0) + ridge * b)[fit]
-        hessian = (np.diag(q.sum(axis=0)) - q.T @ q + ridge * np.eye(len(labels)))[np.ix_(fit, fit)]
+        gradient = (q - y).sum(axis=0) + ridge * b
+        hessian = np.diag(q.sum(axis=0)) - q.T @ q + ridge * np.eye(len(labels))
         step = np.linalg.solve(hessian, gradient)
-        b[fit] -= step
+        b -= step
         if np.abs(step).max() < 1e-8:
             break
-    return {k: round(float(b[index[k]]), 6) for k in free}
+    b -= b.mean()  # softmax ignores a shared offset
+    return {k: round(float(b[index[k]]), 6) for k in labels}
 
 
 def retyped(doc: Doc, label_bias: Mapping[str, float]) -> Doc:
