@@ -171,18 +171,23 @@ def test_label_bias_corrects_a_lean_towards_one_label():
     assert fit_label_bias([({"Pos": 0.4, "Neg": 0.6}, "Pos")] * 30) == {}  # one gold label
 
 
+def _add_label_probabilities(doc, extra, with_b, others):
+    """Append `extra` pair scores to `doc`'s, giving each the label probabilities
+    `with_b` when it pairs concept B, else `others`."""
+    entries = doc.user_data[PAIR_SCORES_KEY] + extra
+    for e in entries:
+        e["probabilities"] = with_b if "B" in (e["head_id"], e["tail_id"]) else others
+    doc.user_data[PAIR_SCORES_KEY] = entries
+
+
 def test_fit_calibration_fits_the_label_bias_before_the_threshold(docs):
     pred, gold = docs
     # 22 A-B windows (gold Bind) are sure of Bind; 31 A-C ones (gold Association) lean
     # to Bind
     extra = [_pair(0, 4, "A", "C", 0.3, "Bind", 0.6) for _ in range(30)]
     extra += [_pair(0, 2, "A", "B", 0.2, "Bind", 0.9) for _ in range(20)]
-    entries = pred[0].user_data[PAIR_SCORES_KEY] + extra
-    for e in entries:
-        sure = e["tail_id"] == "B" and e["head_id"] == "A"
-        e["probabilities"] = {"Bind": 0.999, "Association": 0.001} if sure else {
-            "Bind": 0.6, "Association": 0.4}  # fmt: skip
-    pred[0].user_data[PAIR_SCORES_KEY] = entries
+    _add_label_probabilities(pred[0], extra, {"Bind": 0.999, "Association": 0.001},
+                             {"Bind": 0.6, "Association": 0.4})  # fmt: skip
     fitted = fit_calibration(pred, gold)
     assert fitted["label_bias"]["Association"] > fitted["label_bias"]["Bind"]
     assert fitted["typing_pairs"] == 53
@@ -197,12 +202,8 @@ def test_fit_calibration_drops_a_label_bias_that_does_not_help(docs):
     # bias cannot raise F1, so none is kept
     extra = [_pair(0, 2, "A", "B", 0.2, "Bind", 0.9) for _ in range(20)]
     extra += [_pair(0, 4, "A", "C", 0.3, "Association", 0.6) for _ in range(20)]
-    entries = pred[0].user_data[PAIR_SCORES_KEY] + extra
-    for e in entries:
-        bind = e["tail_id"] == "B" or e["head_id"] == "B"
-        e["probabilities"] = {"Bind": 0.55, "Association": 0.45} if bind else {
-            "Bind": 0.45, "Association": 0.55}  # fmt: skip
-    pred[0].user_data[PAIR_SCORES_KEY] = entries
+    _add_label_probabilities(pred[0], extra, {"Bind": 0.55, "Association": 0.45},
+                             {"Bind": 0.45, "Association": 0.55})  # fmt: skip
     fitted = fit_calibration(pred, gold)
     assert set(fitted["label_bias_fitted"]) == {"Association", "Bind"}
     assert fitted["label_bias"] == {} and fitted["f1"] == fitted["f1_without_label_bias"] == 1.0

@@ -277,14 +277,14 @@ def fit_calibration(predicted: Sequence[Doc], gold: Sequence[Doc]) -> dict[str, 
     examples = typing_examples(predicted, gold)
     fitted_bias = fit_label_bias(examples)
     unbiased = [retyped(p, {}) for p in predicted]
-    plain = max(f["f"] for f in threshold_sweep(unbiased, gold, FIT_THRESHOLDS, "raw_score"))
-    biased = [retyped(p, fitted_bias) for p in predicted]
-    sweep = threshold_sweep(biased, gold, FIT_THRESHOLDS, "raw_score")
-    # kept only where it types the held-back documents better than the plain argmax
-    label_bias = fitted_bias if max(f["f"] for f in sweep) > plain else {}
-    predicted = biased if label_bias else unbiased
-    if not label_bias:
-        sweep = threshold_sweep(predicted, gold, FIT_THRESHOLDS, "raw_score")
+    predicted, sweep = unbiased, threshold_sweep(unbiased, gold, FIT_THRESHOLDS, "raw_score")
+    label_bias: dict[str, float] = {}
+    if fitted_bias:
+        biased = [retyped(p, fitted_bias) for p in predicted]
+        biased_sweep = threshold_sweep(biased, gold, FIT_THRESHOLDS, "raw_score")
+        # kept only where it types the held-back documents better than the plain argmax
+        if max(r["f"] for r in biased_sweep) > max(r["f"] for r in sweep):
+            label_bias, predicted, sweep = fitted_bias, biased, biased_sweep
     best = max(sweep, key=lambda row: (row["f"], -row["threshold"]))
     fallback = best["f"] == 0.0  # no threshold gets anything right: choosing one is noise
     if fallback:
