@@ -203,7 +203,15 @@ def test_visualize_serve_prints_the_url_and_stops_on_ctrl_c(nlp, tmp_path):
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "spacy_bioreama", "visualize", str(path)]
     cmd += ["--output", str(tmp_path / "p.html"), "--serve", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A shell that started the tests in the background (`cmd &`) ignores SIGINT, and an
+    # ignored signal survives exec: the server would never see Ctrl-C. Restore the default.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         body = None
         for _ in range(300):
