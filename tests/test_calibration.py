@@ -8,9 +8,11 @@ from spacy_bioreama.annotations.relations import Relation
 from spacy_bioreama.annotations.spans import set_entities
 from spacy_bioreama.evaluation.bootstrap import f1_interval
 from spacy_bioreama.evaluation.calibration import (
+    MIN_SLOPE,
     calibration,
     fit_calibration,
     fit_label_bias,
+    fit_score_scaling,
     platt_scaling,
     relations_at,
     reliability,
@@ -114,7 +116,8 @@ def test_fit_calibration_picks_the_best_threshold_on_the_held_back_documents(doc
     assert fitted["none_threshold"] == 0.11
     assert fitted["f1"] == pytest.approx(2 / 3) and fitted["relations"] == 1
     assert fitted["candidate_pairs"] == 4 and fitted["documents"] == 1
-    assert fitted["score_scaling"] == {"a": 1.0, "b": 0.0}  # too few relations to fit
+    # too few relations to fit: the identity
+    assert fitted["score_scaling"] == {"a": 1.0, "b": 0.0, "input": "label_probability"}
 
 
 def test_platt_scaling_moves_overconfident_scores_towards_their_accuracy():
@@ -126,6 +129,39 @@ def test_platt_scaling_moves_overconfident_scores_towards_their_accuracy():
     assert scale(0.3) < 0.1
     assert platt_scaling(pairs[:5]) == (1.0, 0.0)  # too few
     assert platt_scaling([(0.9, True)] * 30) == (1.0, 0.0)  # one outcome
+
+
+def test_platt_scaling_without_a_ranking_reads_as_the_held_back_accuracy():
+    # the quick adapter's case: higher scores are right less often (1 in 10 at 0.9, 3 in
+    # 10 at 0.85), so no positive slope fits; the scores keep their order, near 20 %
+    pairs = [(0.9, k % 10 == 0) for k in range(100)] + [(0.85, k % 10 < 3) for k in range(100)]
+    a, b = platt_scaling(pairs)
+    assert a == MIN_SLOPE
+    scale = RelationCalibration(a=a, b=b).scale
+    assert scale(0.9) == pytest.approx(0.2, abs=0.01) and scale(0.85) < scale(0.9)
+
+
+def test_score_scaling_on_the_type_probability_reads_past_the_detection():
+    # right or wrong goes with P(label | related), not with P(None): relations at
+    # P(None) 0.2 and 0.8 are right alike when their typing is sure (P(label | related)
+    # 0.9) and wrong alike when it is not (0.5)
+    relations = []
+    for p_none in (0.2, 0.8):
+        rel = 1 - p_none
+        relations += [(0.9 * rel, p_none, k % 10 < 8) for k in range(50)]
+        relations += [(0.5 * rel, p_none, k % 10 < 2) for k in range(50)]
+    scaling = fit_score_scaling(relations)
+    assert scaling["input"] == "type_probability"
+    scale = RelationCalibration(
+        a=scaling["a"], b=scaling["b"], score_input="type_probability"
+    ).scale
+    assert scale(0.9 * 0.8, 0.2) == pytest.approx(0.8, abs=0.03)
+    assert scale(0.9 * 0.2, 0.8) == pytest.approx(0.8, abs=0.03)
+    assert scale(0.5 * 0.8, 0.2) == pytest.approx(0.2, abs=0.03)
+    # on P(label) alone the same relations cannot be told apart as well
+    label_only = fit_score_scaling(relations, "label_probability")
+    plain = RelationCalibration(a=label_only["a"], b=label_only["b"]).scale
+    assert abs(plain(0.9 * 0.2) - 0.8) > 0.1
 
 
 def test_bootstrap_interval_brackets_the_f1_and_is_reproducible():

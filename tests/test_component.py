@@ -182,8 +182,9 @@ def test_none_threshold_detects_then_types(threshold, expected):
     component = BioRelationLLM(spacy.blank("en"), none_threshold=threshold, backend=object())
     dist = (("Association", 0.25), ("Bind", 0.35), ("None", 0.4))
     gen = ChoiceGeneration("None", math.log(0.4), 10, 2, distribution=dist)
-    label, score = component._decide("None", gen)
+    label, raw, score = component._decide("None", gen)
     assert (label, round(score, 6)) == expected
+    assert raw == score  # no calibration: the confidence is the model's probability
 
 
 @pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])

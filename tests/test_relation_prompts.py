@@ -2,6 +2,7 @@
 was trained on, and the calibration an adapter carries."""
 
 import json
+import math
 
 import pytest
 import spacy
@@ -100,6 +101,14 @@ def test_calibration_file_round_trip_and_errors(tmp_path):
     assert calibration.none_threshold == 0.8
     assert calibration.scale(0.5) == pytest.approx(1 / (1 + 2.718281828459045))
     assert calibration.scale(0.9) > calibration.scale(0.6)
+    # the typing alone as input: P(label) 0.3 with P(None) 0.4 is P(label | related) 0.5
+    scaling = {"a": 2.0, "b": -1.0, "input": "type_probability"}
+    write_calibration(tmp_path, {"none_threshold": 0.8, "score_scaling": scaling})
+    typing = read_calibration(tmp_path)
+    assert typing.score_input == "type_probability"
+    assert typing.scale(0.3, p_none=0.4) == pytest.approx(1 / (1 + math.e))
+    assert typing.scale(0.3, p_none=0.1) < typing.scale(0.3, p_none=0.4)
+    write_calibration(tmp_path, {"none_threshold": 0.8, "score_scaling": {"a": 2.0, "b": -1.0}})
     nlp_ = spacy.blank("en")
     component = nlp_.add_pipe("bio_relation_llm", config={"adapter": str(tmp_path)})
     assert component.effective_none_threshold == 0.8
@@ -111,8 +120,16 @@ def test_calibration_file_round_trip_and_errors(tmp_path):
     (tmp_path / "calibration.json").write_text(
         '{"none_threshold": 0.5, "score_scaling": {"a": "x"}}'
     )
-    with pytest.raises(CalibrationFileError, match="calibration.json: a must be a finite number"):
+    with pytest.raises(
+        CalibrationFileError, match="calibration.json: score_scaling.a must be a finite number"
+    ):
         read_calibration(tmp_path)
+    (tmp_path / "calibration.json").write_text(
+        '{"none_threshold": 0.5, "score_scaling": {"input": "logits"}}'
+    )
+    with pytest.raises(CalibrationFileError, match="score_scaling.input must be one of"):
+        read_calibration(tmp_path)
+
     (tmp_path / "calibration.json").write_text(
         '{"none_threshold": 0.5, "label_bias": {"Bind": "high"}}'
     )

@@ -29,7 +29,13 @@ from spacy.training import Example
 
 from ..annotations.relations import Relation
 from ..pipeline.component import PAIR_SCORES_KEY
-from ..pipeline.relation_calibration import FALLBACK_NONE_THRESHOLD, RelationCalibration
+from ..pipeline.relation_calibration import (
+    FALLBACK_NONE_THRESHOLD,
+    LABEL_PROBABILITY,
+    TYPE_PROBABILITY,
+    RelationCalibration,
+    scaling_input,
+)
 from .scorers import gold_relation_keys, match_concepts, predicted_relation_keys, score_relations
 
 DEFAULT_BINS = 10
@@ -42,22 +48,40 @@ def pair_scores(doc: Doc) -> list[dict[str, Any]]:
     return [e for e in doc.user_data.get(PAIR_SCORES_KEY) or () if e.get("p_none") is not None]
 
 
-def relations_at(doc: Doc, none_threshold: float, score_key: str = "score") -> list[Relation]:
-    """The relations the component would have written with `none_threshold`: a pair is
-    related in a window when P(None) < threshold, and a concept pair keeps its most
-    confident related window (as `BioRelationLLM` does). `score_key`: ``"score"`` (the
-    calibrated confidence) or ``"raw_score"`` (the label probability, what a new
-    calibration is fitted on; older records without it fall back to ``"score"``)."""
-    best: dict[frozenset[str], Relation] = {}
+def kept_entries(doc: Doc, none_threshold: float) -> list[dict[str, Any]]:
+    """The pair scores behind the relations the component would have written with
+    `none_threshold`: a pair is related in a window when P(None) < threshold, and a
+    concept pair keeps its most probable related window (by ``raw_score``, the model's
+    label probability, as `BioRelationLLM` does; older records without it by
+    ``score``). Sorted as the component sorts its relations."""
+    best: dict[frozenset[str], dict[str, Any]] = {}
     for e in pair_scores(doc):
         if e["p_none"] >= none_threshold:
             continue
         key = frozenset((e["head_id"], e["tail_id"]))
-        score = e.get(score_key, e["score"])
-        if key not in best or best[key].score < score:
-            head, tail = tuple(e["head"]), tuple(e["tail"])
-            best[key] = Relation(head, tail, e["head_id"], e["tail_id"], e["label"], score)
-    return sorted(best.values(), key=lambda r: (r.head, r.tail, r.label))
+        if key not in best or _raw(best[key]) < _raw(e):
+            best[key] = e
+    return sorted(best.values(), key=lambda e: (tuple(e["head"]), tuple(e["tail"]), e["label"]))
+
+
+def _raw(entry: Mapping[str, Any]) -> float:
+    return entry.get("raw_score", entry["score"])
+
+
+def _relation(entry: Mapping[str, Any], score: float) -> Relation:
+    head, tail = tuple(entry["head"]), tuple(entry["tail"])
+    return Relation(head, tail, entry["head_id"], entry["tail_id"], entry["label"], score)
+
+
+def relations_at(doc: Doc, none_threshold: float, score_key: str = "score") -> list[Relation]:
+    """The relations the component would have written with `none_threshold`
+    (`kept_entries`), each scored by `score_key`: ``"score"`` (the calibrated
+    confidence) or ``"raw_score"`` (the label probability, what a new calibration is
+    fitted on)."""
+    return [
+        _relation(e, e[score_key] if score_key in e else e["score"])
+        for e in kept_entries(doc, none_threshold)
+    ]
 
 
 def _with_relations(doc: Doc, relations: list[Relation]) -> Doc:
@@ -221,33 +245,67 @@ FIT_THRESHOLDS = tuple(round(0.01 * k, 2) for k in range(1, 101))
 MIN_SCALING_RELATIONS = 20
 
 
+# the smallest slope a fitted scaling keeps: where the held-back documents show no
+# ranking (a slope fitted at or below it), the scores still keep their raw order (which
+# window of a concept pair is kept, how relations sort) and read as about the held-back
+# accuracy, instead of staying as overconfident as they came
+MIN_SLOPE = 0.01
+
+
 def platt_scaling(pairs: Sequence[tuple[float, bool]], steps: int = 100) -> tuple[float, float]:
-    """(a, b) of P(right) = sigmoid(a * logit(score) + b), by damped Newton steps on the
-    log loss (each step halved until the loss falls) with a small ridge (0.01) towards the
-    identity so that separable data stays finite; (1, 0) — the identity — when there are
-    too few pairs or a single outcome."""
+    """(a, b) of P(right) = sigmoid(a * logit(score) + b): `fit_score_scaling` on the
+    label probability."""
+    scaling = fit_score_scaling([(c, None, ok) for c, ok in pairs], LABEL_PROBABILITY, steps)
+    return scaling["a"], scaling["b"]
+
+
+def fit_score_scaling(
+    relations: Sequence[tuple[float, float | None, bool]],
+    score_input: str = TYPE_PROBABILITY,
+    steps: int = 100,
+) -> dict[str, Any]:
+    """The ``score_scaling`` of `RelationCalibration`, fitted on (label probability,
+    P(None), right?) of the relations kept on the held-back documents: P(right) =
+    sigmoid(a * logit(s) + b), s as `score_input` says (Platt scaling), by damped Newton
+    steps on the log loss (each step halved until the loss falls) with a small ridge
+    (0.01) towards the identity so that separable data stays finite. The identity when
+    there are too few relations or a single outcome. A slope below `MIN_SLOPE` (scores
+    that do not rank the right relations first) is held at `MIN_SLOPE`, and b alone is
+    fitted."""
     import numpy as np
 
-    outcomes = {ok for _, ok in pairs}
-    if len(pairs) < MIN_SCALING_RELATIONS or len(outcomes) < 2:
-        return 1.0, 0.0
-    p = np.clip(np.array([c for c, _ in pairs], dtype=float), 1e-6, 1 - 1e-6)
-    x = np.stack([np.log(p / (1 - p)), np.ones_like(p)], axis=1)
-    y = np.array([float(ok) for _, ok in pairs])
-    identity = np.array([1.0, 0.0])
+    outcomes = {ok for *_, ok in relations}
+    if len(relations) < MIN_SCALING_RELATIONS or len(outcomes) < 2:
+        return {"a": 1.0, "b": 0.0, "input": LABEL_PROBABILITY}
+    s = np.array([scaling_input(c, p_none, score_input) for c, p_none, _ in relations])
+    s = np.clip(s, 1e-6, 1 - 1e-6)
+    x = np.stack([np.log(s / (1 - s)), np.ones_like(s)], axis=1)
+    y = np.array([float(ok) for *_, ok in relations])
+    a, b = _fit_logistic(x, y, np.array([1.0, 0.0]), steps)
+    if a < MIN_SLOPE:
+        a = MIN_SLOPE
+        (b,) = _fit_logistic(x[:, 1:], y, np.array([0.0]), steps, MIN_SLOPE * x[:, 0])
+    return {"a": float(a), "b": float(b), "input": score_input}
+
+
+def _fit_logistic(x: Any, y: Any, prior: Any, steps: int, offset: Any = 0.0) -> Any:
+    """Weights w minimising the log loss of sigmoid(x @ w + offset) against `y`, plus a
+    ridge of 0.01 towards `prior` (where the weights start): damped Newton steps."""
+    import numpy as np
+
     ridge = 0.01
 
     def loss(w: Any) -> float:
-        z = x @ w
+        z = x @ w + offset
         # log(1 + e^z) - y z, written so that it does not overflow
-        return float(np.sum(np.logaddexp(0.0, z) - y * z) + ridge / 2 * np.sum((w - identity) ** 2))
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + ridge / 2 * np.sum((w - prior) ** 2))
 
-    w = identity.copy()
+    w = prior.copy()
     current = loss(w)
     for _ in range(steps):
-        q = 0.5 * (1 + np.tanh(0.5 * (x @ w)))  # sigmoid without overflow
-        gradient = x.T @ (q - y) + ridge * (w - identity)
-        hessian = (x * (q * (1 - q))[:, None]).T @ x + ridge * np.eye(2)
+        q = 0.5 * (1 + np.tanh(0.5 * (x @ w + offset)))  # sigmoid without overflow
+        gradient = x.T @ (q - y) + ridge * (w - prior)
+        hessian = (x * (q * (1 - q))[:, None]).T @ x + ridge * np.eye(len(w))
         step = np.linalg.solve(hessian, gradient)
         scale = 1.0
         while scale > 1e-6 and loss(w - scale * step) > current:
@@ -258,20 +316,24 @@ def platt_scaling(pairs: Sequence[tuple[float, bool]], steps: int = 100) -> tupl
         previous, current = current, loss(w)
         if previous - current < 1e-10:
             break
-    if w[0] <= 0:  # a reversed ranking is not a calibration: keep the scores as they are
-        return 1.0, 0.0
-    return float(w[0]), float(w[1])
+    return w
 
 
-def fit_calibration(predicted: Sequence[Doc], gold: Sequence[Doc]) -> dict[str, Any]:
+def fit_calibration(
+    predicted: Sequence[Doc], gold: Sequence[Doc], score_input: str = TYPE_PROBABILITY
+) -> dict[str, Any]:
     """The calibration `calibrate` saves with an adapter, from a run with every pair's
     scores kept (`keep_pair_scores`) on documents the adapter was not trained on: the
     `label_bias` of typing (`fit_label_bias`, on the related held-back pairs; kept only
     when it raises the best pair + type F1 there), then the
     `none_threshold` of the best pair + type F1 on `FIT_THRESHOLDS` with that typing
-    (ties: the lower threshold, fewer relations), and the Platt scaling of the raw label
-    probability of the relations kept there (`platt_scaling`), with the ECE before and
-    after."""
+    (ties: the lower threshold, fewer relations), and the Platt scaling of the type
+    probability P(label | related) of the relations kept there (`fit_score_scaling`),
+    with the ECE before and after (`score_input`: what the scaling reads). Why the type
+    probability by default: once the threshold has
+    related a pair, what is left to get wrong is mostly its label; on the best
+    adapter's held-back documents P(None) said next to nothing about which kept
+    relations were right, and on dev the type probability ranked them best (docs/results.md)."""
     if not any(pair_scores(p) for p in predicted):
         raise ValueError("no pair scores were recorded: the backend gives no option probabilities")
     examples = typing_examples(predicted, gold)
@@ -290,17 +352,27 @@ def fit_calibration(predicted: Sequence[Doc], gold: Sequence[Doc]) -> dict[str, 
     if fallback:
         best = min(sweep, key=lambda row: abs(row["threshold"] - FALLBACK_NONE_THRESHOLD))
     threshold = best["threshold"]
-    kept = [_with_relations(p, relations_at(p, threshold, "raw_score")) for p in predicted]
-    pairs = [c for p, g in zip(kept, gold, strict=True) for c in _correctness(p, g)]
-    a, b = platt_scaling(pairs)
-    scaled = [_scaled(p, a, b) for p in kept]
+    chosen = [kept_entries(p, threshold) for p in predicted]
+    kept = [
+        _with_relations(p, [_relation(e, _raw(e)) for e in c])
+        for p, c in zip(predicted, chosen, strict=True)
+    ]
+    right = [ok for p, g in zip(kept, gold, strict=True) for _, ok in _correctness(p, g)]
+    entries = [e for c in chosen for e in c]
+    relations = [(_raw(e), e["p_none"], ok) for e, ok in zip(entries, right, strict=True)]
+    scaling = fit_score_scaling(relations, score_input)
+    scale = RelationCalibration(a=scaling["a"], b=scaling["b"], score_input=scaling["input"]).scale
+    scaled = [
+        _with_relations(p, [_relation(e, scale(_raw(e), e["p_none"])) for e in c])
+        for p, c in zip(predicted, chosen, strict=True)
+    ]
     candidates = sum(len(pair_scores(p)) for p in predicted)
     without_bias = threshold_sweep(unbiased, gold, [threshold], "raw_score")[0]
     return {
         "none_threshold": threshold,
         # True: F1 was 0 at every threshold, so the fallback threshold is kept
         "fallback": fallback,
-        "score_scaling": {"a": a, "b": b},
+        "score_scaling": scaling,
         "label_bias": label_bias,
         # the bias fitted, kept in label_bias only when it raised the best F1
         "label_bias_fitted": fitted_bias,
@@ -317,11 +389,6 @@ def fit_calibration(predicted: Sequence[Doc], gold: Sequence[Doc]) -> dict[str, 
         "ece_scaled": reliability(scaled, gold)["ece"],
         "sweep": sweep,
     }
-
-
-def _scaled(doc: Doc, a: float, b: float) -> Doc:
-    scale = RelationCalibration(a=a, b=b).scale
-    return _with_relations(doc, [r._replace(score=scale(r.score)) for r in doc._.relations])
 
 
 def calibration(
@@ -343,12 +410,15 @@ __all__ = [
     "DEFAULT_BINS",
     "SWEEP_THRESHOLDS",
     "FIT_THRESHOLDS",
+    "MIN_SLOPE",
     "calibration",
     "fit_calibration",
     "fit_label_bias",
     "retyped",
     "typing_examples",
     "pair_scores",
+    "fit_score_scaling",
+    "kept_entries",
     "platt_scaling",
     "relations_at",
     "reliability",

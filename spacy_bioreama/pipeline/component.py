@@ -548,7 +548,8 @@ class BioRelationLLM:
         generations = self._generate(
             [ex for _, ex in examples], max_new_tokens=max_choice + 4, constrained=True
         )
-        best: list[dict[frozenset[str], Relation]] = [{} for _ in docs]
+        # per document: concept pair -> (raw score of the kept window, its relation)
+        best: list[dict[frozenset[str], tuple[float, Relation]]] = [{} for _ in docs]
         pair_scores: list[list[dict[str, Any]]] = [[] for _ in docs]
         for (i, example), generation in zip(examples, generations, strict=True):
             if generation is None:
@@ -560,7 +561,7 @@ class BioRelationLLM:
             head, tail = example.meta["head"], example.meta["tail"]
             if self.keep_pair_scores:
                 pair_scores[i].append(_pair_score(head, tail, label, generation, self.calibration))
-            label, score = self._decide(label, generation)
+            label, raw, score = self._decide(label, generation)
             if label == re_task.NO_RELATION:
                 continue
             if score < self.relation_threshold:
@@ -568,21 +569,27 @@ class BioRelationLLM:
                 continue
             key = frozenset((head.concept_id, tail.concept_id))
             # A document-level relation holds whichever window states it: keep the
-            # most confident positive answer for the concept pair.
-            if key not in best[i] or best[i][key].score < score:
-                best[i][key] = Relation(
-                    head.mention, tail.mention, head.concept_id, tail.concept_id, label, score
+            # most probable positive answer for the concept pair (by the model's own
+            # probability, so that the calibration changes what a score says, not which
+            # window is kept).
+            if key not in best[i] or best[i][key][0] < raw:
+                best[i][key] = (
+                    raw,
+                    Relation(
+                        head.mention, tail.mention, head.concept_id, tail.concept_id, label, score
+                    ),
                 )
         for doc, found, scored in zip(docs, best, pair_scores, strict=True):
-            rels = sorted(found.values(), key=lambda r: (r.head, r.tail, r.label))
+            rels = sorted((r for _, r in found.values()), key=lambda r: (r.head, r.tail, r.label))
             self.stats["relations"] += len(rels)
             doc._.relations = rels
             if self.keep_pair_scores:
                 doc.user_data[PAIR_SCORES_KEY] = scored
 
-    def _decide(self, label: str, generation: Generation) -> tuple[str, float]:
-        """Label and confidence of one pair answer (`re_task.decide`), counting the
-        pairs the detection rule relates although "None" was the single best answer."""
+    def _decide(self, label: str, generation: Generation) -> tuple[str, float, float]:
+        """Label, model probability and calibrated confidence of one pair answer
+        (`re_task.decide`), counting the pairs the detection rule relates although
+        "None" was the single best answer."""
         probability = min(1.0, max(0.0, math.exp(generation.logprob)))
         probabilities = getattr(generation, "probabilities", None)  # constrained answers
         decided, score = re_task.decide(
@@ -594,9 +601,11 @@ class BioRelationLLM:
         )
         if label == re_task.NO_RELATION and decided != re_task.NO_RELATION:
             self.stats["re_none_overruled"] += 1
+        raw = score
         if decided != re_task.NO_RELATION:
-            score = self.calibration.scale(score)
-        return decided, score
+            p_none = probabilities.get(re_task.NO_RELATION) if probabilities else None
+            score = self.calibration.scale(score, p_none)
+        return decided, raw, score
 
     def _warn_no_allowed_pairs(self, concepts: list[re_task.Concept]) -> None:
         """Count windows whose concepts form no allowed type pair; warn once when their
@@ -806,14 +815,15 @@ def _pair_score(
     positives = {k: v for k, v in probabilities.items() if k != re_task.NO_RELATION}
     label = calibration.type_label(positives) if positives else answer
     raw = positives.get(label, math.exp(generation.logprob))
+    p_none = probabilities.get(re_task.NO_RELATION)
     return {
         "head": list(head.mention),
         "tail": list(tail.mention),
         "head_id": head.concept_id,
         "tail_id": tail.concept_id,
-        "p_none": probabilities.get(re_task.NO_RELATION),
+        "p_none": p_none,
         "probabilities": positives,
         "label": label,
         "raw_score": raw,
-        "score": calibration.scale(raw),
+        "score": calibration.scale(raw, p_none),
     }
