@@ -8,6 +8,7 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_bioreama.cli._util import app
+from spacy_bioreama.evaluation.calibration import pair_scores
 from tests.conftest import TRAINED_ENTITY_LABELS, make_trained_gold_doc
 
 runner = CliRunner()
@@ -55,10 +56,17 @@ def test_evaluate_and_compare(tiny_trained_dir, tmp_path):
             str(tmp_path / "m.md"),
             "--predictions",
             str(tmp_path / "pred.spacy"),
+            "--pair-scores",
+            str(tmp_path / "pairs.spacy"),
         ],
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "m.json").read_text())
+    # the gold-entity run's documents keep every pair it scored (none here: the default
+    # relation type pairs are BioRED's; `calibrate` below scores some)
+    (scored,) = DocBin().from_disk(tmp_path / "pairs.spacy").get_docs(spacy.blank("en").vocab)
+    stats = metrics["gold_entities"]["run"]["stats"]
+    assert len(pair_scores(scored)) == stats.get("re_pairs", 0)
     # the component's default labels are BioRED's, the tiny model's are not: NER finds
     # nothing it may keep, so scores are 0, but every key is there
     assert set(metrics) >= {"ents_f", "rel_micro_f", "rel_pair_f", "gold_entities", "meta"}
@@ -179,6 +187,11 @@ def test_package_contains_the_adapter(tiny_model_dir, tiny_adapter_dir, tmp_path
     assert TRAINED_ENTITY_LABELS  # the same fixtures module serves both files
 
 
+def _calibrate_args(gold, adapter, model_dir):
+    return ["calibrate", str(gold), "--adapter", str(adapter), "--model", str(model_dir),
+            "--device", "cpu"]  # fmt: skip
+
+
 def test_calibrate_saves_a_threshold_the_component_then_uses(
     tiny_model_dir, tiny_adapter_dir, tmp_path
 ):
@@ -204,10 +217,30 @@ def test_calibrate_saves_a_threshold_the_component_then_uses(
             "cpu",
             "--output",
             str(tmp_path / "calibration.json"),
+            "--pair-scores",
+            str(tmp_path / "pairs.spacy"),
         ],
     )
     assert result.exit_code == 0, result.output
     saved = json.loads((adapter / "calibration.json").read_text())
+    (scored,) = DocBin().from_disk(tmp_path / "pairs.spacy").get_docs(nlp.vocab)
+    assert len(pair_scores(scored)) == saved["candidate_pairs"]
+    # refitted from the saved run without the model, on the other score input: the same
+    # threshold (it does not depend on the scaling)
+    refit = [*_calibrate_args(gold, adapter, tiny_model_dir), "--score-input", "label_probability"]
+    result = runner.invoke(app, [*refit, "--from-pair-scores", str(tmp_path / "pairs.spacy")])
+    assert result.exit_code == 0, result.output
+    again = json.loads((adapter / "calibration.json").read_text())
+    assert again["none_threshold"] == saved["none_threshold"]
+    assert again["score_scaling"]["input"] == "label_probability"
+    assert again["pair_scores"] == str(tmp_path / "pairs.spacy") and again["seconds"] is None
+    # saved scores of other documents are a clear error naming the file
+    other = tmp_path / "other.spacy"
+    DocBin(docs=[nlp("Another text.")], store_user_data=True).to_disk(other)
+    result = runner.invoke(app, [*refit, "--from-pair-scores", str(other)])
+    assert result.exit_code != 0 and "other.spacy: holds other documents" in result.output
+    result = runner.invoke(app, [*refit, "--score-input", "logits"])
+    assert result.exit_code != 0 and "--score-input must be one of" in result.output
     assert 0 < saved["none_threshold"] <= 1 and saved["documents"] == 1
     assert saved["candidate_pairs"] == 6 and "sweep" not in saved
     assert len(json.loads((tmp_path / "calibration.json").read_text())["sweep"]) == 100

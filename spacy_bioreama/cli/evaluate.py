@@ -33,6 +33,13 @@ def evaluate(
     predictions: Annotated[
         Path | None, typer.Option(help="Write the end-to-end predictions (DocBin).")
     ] = None,
+    pair_scores: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the gold-entity run's documents with every candidate pair's scores "
+            "(DocBin), to inspect or refit the calibration without running the model again."
+        ),
+    ] = None,
     model: ModelOption = "default",
     adapter: AdapterOption = None,
     pipeline: Annotated[Path | None, typer.Option(help="A saved pipeline instead.")] = None,
@@ -91,7 +98,6 @@ def evaluate(
     """Run the component over a gold corpus and score it: end to end (predicted
     entities) and, for relations, with the gold entities given. Writes metrics JSON
     (end-to-end scores at the top level), a markdown table and the predictions."""
-    from spacy.tokens import DocBin
 
     from ..evaluation.tables import metrics_markdown
     from ..tasks.names import TASK_RELATIONS
@@ -124,7 +130,7 @@ def evaluate(
         predicted, summary = run_pipeline(nlp, component, gold, batch_size, score=True)
         metrics = {**summary.pop("scores"), "run": summary}
     if gold_entities:
-        metrics["gold_entities"] = _on_gold_entities(nlp, component, gold, batch_size)
+        metrics["gold_entities"] = _on_gold_entities(nlp, component, gold, batch_size, pair_scores)
     metrics["meta"] = {
         "name": name,
         "model": model if pipeline is None else str(pipeline),
@@ -150,12 +156,14 @@ def evaluate(
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(table)
     if predictions is not None and predicted:
-        DocBin(docs=predicted, store_user_data=True).to_disk(predictions)
+        _write_docs(predicted, predictions)
     typer.echo(table)
     typer.echo(f"wrote {output}", err=True)
 
 
-def _on_gold_entities(nlp, component, gold, batch_size: int) -> dict[str, Any]:
+def _on_gold_entities(
+    nlp, component, gold, batch_size: int, pair_scores: Path | None = None
+) -> dict[str, Any]:
     """Relations predicted with the gold entities given: the `rel_*` scores, the run
     summary and the calibration block (reliability, ECE, threshold sweep; see
     evaluation/calibration.py). The component is switched to relations only."""
@@ -176,7 +184,17 @@ def _on_gold_entities(nlp, component, gold, batch_size: int) -> dict[str, Any]:
     block = calibration(predicted, gold, component.effective_none_threshold)
     if block is not None:
         out["calibration"] = block
+    if pair_scores is not None:
+        _write_docs(predicted, pair_scores)
     return out
+
+
+def _write_docs(docs, path: Path) -> None:
+    """`docs` as a DocBin with their user data (the pair scores `keep_pair_scores` kept)."""
+    from spacy.tokens import DocBin
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    DocBin(docs=docs, store_user_data=True).to_disk(path)
 
 
 @app.command()
@@ -194,6 +212,13 @@ def calibrate(
     output: Annotated[
         Path | None, typer.Option(help="Also write the fitted calibration (with its sweep) here.")
     ] = None,
+    pair_scores: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the held-back documents with every candidate pair's scores (DocBin), "
+            "to inspect or refit the calibration without running the model again."
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=0, help="Only the first N documents (0 = all).")] = 0,
     batch_size: BatchSizeOption = 8,
     max_pairs: Annotated[
@@ -201,15 +226,31 @@ def calibrate(
     ] = 100,
     device: DeviceOption = "auto",
     max_prompt_tokens: MaxPromptTokensOption = None,
+    score_input: Annotated[
+        str,
+        typer.Option(
+            help="What the score scaling reads: type_probability (P(label | related)) or "
+            "label_probability (P(label))."
+        ),
+    ] = "type_probability",
+    from_pair_scores: Annotated[
+        Path | None,
+        typer.Option(
+            help="Refit from the documents a run saved with --pair-scores (same HELDOUT "
+            "documents) instead of running the model: seconds instead of minutes."
+        ),
+    ] = None,
 ) -> None:
     """Choose the adapter's relation threshold, label bias and score scaling on held-back
     training documents (gold entities given) and save them as ``calibration.json`` in the adapter
     folder, where the component's default ``none_threshold = "auto"`` finds them."""
     from ..evaluation.calibration import fit_calibration
-    from ..pipeline.relation_calibration import write_calibration
+    from ..pipeline.relation_calibration import SCORE_INPUTS, write_calibration
     from ..tasks.names import TASK_RELATIONS
     from ..util.cmdline import command_line
 
+    if score_input not in SCORE_INPUTS:
+        raise fail(f"--score-input must be one of {list(SCORE_INPUTS)}, got {score_input!r}")
     nlp, component = build_pipeline(
         None,
         model,
@@ -223,17 +264,25 @@ def calibrate(
     )
     component.configure(keep_pair_scores=True)
     gold = read_gold(heldout_path, nlp.vocab, limit, "held-out")
-    predicted, summary = run_pipeline(nlp, component, gold, batch_size, score=False)
+    if from_pair_scores is not None:
+        predicted = _saved_pair_scores(from_pair_scores, gold, nlp.vocab)
+        seconds = None
+    else:
+        predicted, summary = run_pipeline(nlp, component, gold, batch_size, score=False)
+        seconds = summary["seconds"]
+    if pair_scores is not None:
+        _write_docs(predicted, pair_scores)
     try:
-        fitted = fit_calibration(predicted, gold)
+        fitted = fit_calibration(predicted, gold, score_input)
     except ValueError as err:
         raise fail(err) from err
     sweep = fitted.pop("sweep")
     fitted.update(
         data=str(heldout_path),
+        pair_scores=None if from_pair_scores is None else str(from_pair_scores),
         max_pairs_per_window=max_pairs,
         max_prompt_tokens=component.max_prompt_tokens,
-        seconds=summary["seconds"],
+        seconds=seconds,
         command=command_line(),
     )
     path = write_calibration(adapter, fitted)
@@ -254,6 +303,27 @@ def calibrate(
             f"type F1 {100 * fitted['f1_without_label_bias']:.1f} without it)"
         )
     typer.echo(f"wrote {path}", err=True)
+
+
+def _saved_pair_scores(path: Path, gold: list, vocab) -> list:
+    """The documents a run saved with ``--pair-scores``, checked against `gold` (the same
+    documents, in order): a mismatch is a clear error naming the file."""
+    from spacy.tokens import DocBin
+
+    from ..evaluation.calibration import pair_scores
+
+    if not path.is_file():
+        raise fail(f"{path}: no such file (write it with --pair-scores)")
+    try:
+        docs = list(DocBin().from_disk(path).get_docs(vocab))
+    except Exception as err:  # noqa: BLE001 - any unreadable DocBin is the same user error
+        raise fail(f"{path}: not a readable DocBin ({err})") from err
+    if len(docs) < len(gold) or any(d.text != g.text for d, g in zip(docs, gold, strict=False)):
+        raise fail(f"{path}: holds other documents than the held-out file (or fewer of them)")
+    docs = docs[: len(gold)]
+    if not any(pair_scores(d) for d in docs):
+        raise fail(f"{path}: no pair scores saved (a run with --pair-scores writes them)")
+    return docs
 
 
 def _fraction(value: float | None) -> str:
