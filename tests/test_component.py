@@ -348,3 +348,56 @@ def test_ner_window_tokens_cuts_entity_windows_only(tiny_model_dir):
     assert cut["ner_windows"] == cut["ner_answers"] > whole["ner_windows"]
     with pytest.raises(ValueError, match="ner_window_tokens"):
         component.configure(ner_window_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_rationale_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model trained on evidence-first relation answers (`render_rationale`)."""
+    from spacy_bioreama.models.tiny import train_tiny_answers
+    from spacy_bioreama.tasks import relation as re_task
+
+    doc = make_trained_gold_doc(spacy.blank("en"))
+    pairs = []
+    for head, tail in re_task.candidate_pairs(re_task.collect_concepts(doc), set()):
+        answer = re_task.render_rationale(doc, head, tail, re_task.gold_label(doc, head, tail))
+        ex = re_task.build_example(doc, head, tail, TRAINED_RELATION_LABELS, target=answer)
+        pairs.append((ex.chat_prompt(), ex.output))
+    return train_tiny_answers(tiny_model_dir, tmp_path_factory.mktemp("tiny_rationale"), pairs)
+
+
+def test_rationale_answers_are_scored_evidence_first(tiny_rationale_dir):
+    """A model trained to quote the evidence before the label is decoded the same way:
+    every label's rationale is scored, and the relations come out as trained."""
+    nlp = _nlp(tiny_rationale_dir, tasks=["relations"], relation_answer="rationale")
+    component = nlp.get_pipe("bio_relation_llm")
+    component.configure(keep_pair_scores=True)
+    doc = nlp(_gold_doc(nlp))
+    assert component.effective_relation_rationale is not None
+    assert component.stats["re_pairs"] == 6
+    assert component.stats.get("re_answers_unparseable", 0) == 0
+    assert [(r.head_id, r.tail_id, r.label) for r in doc._.relations] == [
+        ("672", "79728", "Bind"),
+        ("672", "D001943", "Association"),
+    ]
+    # the distribution is keyed by labels, as a direct answer's is
+    for scored in doc.user_data["bioreama_pair_scores"]:
+        assert set(scored["probabilities"]) == set(TRAINED_RELATION_LABELS)
+        assert 0.0 <= scored["p_none"] <= 1.0
+    # the same model read as a direct answerer scores the label without its evidence
+    direct = _nlp(tiny_rationale_dir, tasks=["relations"], relation_answer="direct")
+    direct_doc = direct(_gold_doc(direct))
+    assert direct.get_pipe("bio_relation_llm").effective_relation_rationale is None
+    assert [r.score for r in direct_doc._.relations] != [r.score for r in doc._.relations]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("chain-of-thought", "relation_answer must be"),
+        ("rationale(sentences=two)", "relation_answer must be"),
+        (3, "relation_answer"),  # spaCy's config check names the field
+    ],
+)
+def test_relation_answer_setting_is_validated(bad, message):
+    with pytest.raises(ValueError, match=message):
+        spacy.blank("en").add_pipe("bio_relation_llm", config={"relation_answer": bad})

@@ -180,6 +180,7 @@ def test_rationale_quotes_only_source_sentences_with_the_mentions(biored, tmp_pa
         evidence_line, answer_line = r["output"].split("\n")
         assert answer_line == f"Answer: {label}"
         assert re_task.parse_answer(r["output"], RELATION_LABELS) == label == r["label"]
+        assert r["answer_format"] == re_task.Rationale().answer_format
         assert evidence_line.startswith("Evidence: ")
         evidence = evidence_line[len("Evidence: ") :]
         sentences = _sentence_ranges(doc)

@@ -282,7 +282,11 @@ def test_choice_distribution_matches_brute_force(tiny_model_dir, tiny_backend, s
 def test_packed_and_repeated_scoring_agree(tiny_model_dir, tiny_backend):
     assert tiny_backend.choice_scoring == "packed"  # the default for sdpa attention
     repeated = _fresh_backend(tiny_model_dir, choice_scoring="repeated")
-    options = [RE_LABELS, ["Yes", "No"], ["", "None", "Co", "Cotreatment"]] * 3
+    # rationale-like options share a long beginning, packed once as trie nodes
+    evidence = "Evidence: BRCA1 binds PALB2 in breast cancer cells.\nAnswer: "
+    rationales = [evidence + label for label in RE_LABELS] + ["Evidence: none\nAnswer: None"]
+    options = [RE_LABELS, ["Yes", "No"], ["", "None", "Co", "Cotreatment"], rationales] * 3
+    options = options[: len(PROMPTS) + 2]
     prompts = PROMPTS + PROMPTS[:2]
     a = tiny_backend.generate(prompts, max_new_tokens=1, choices=options)
     b = repeated.generate(prompts, max_new_tokens=1, choices=options)

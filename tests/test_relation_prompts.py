@@ -7,7 +7,11 @@ import math
 import pytest
 import spacy
 
-from spacy_bioreama.pipeline.adapter_prompts import AdapterPromptError, relation_prompt_for
+from spacy_bioreama.pipeline.adapter_prompts import (
+    AdapterPromptError,
+    relation_prompt_for,
+    relation_rationale_for,
+)
 from spacy_bioreama.pipeline.relation_calibration import (
     CalibrationFileError,
     read_calibration,
@@ -92,6 +96,57 @@ def test_auto_relation_prompt_follows_the_adapter(tmp_path):
     _adapter_with_formats(tmp_path, ["named", "sentence"])
     with pytest.raises(AdapterPromptError, match="set relation_prompt"):
         relation_prompt_for(adapter, "auto")
+
+
+def test_rationale_example_scores_each_labels_rationale(gold):  # noqa: F811
+    head, tail = _pair(gold, "6528", "D007454")
+    rationale = re_task.Rationale()
+    example = re_task.build_example(
+        gold, head, tail, LABELS, prompt="sentence", rationale=rationale
+    )
+    direct = re_task.build_example(gold, head, tail, LABELS, prompt="sentence")
+    assert example.input == direct.input  # the prompt is the same; only the answer differs
+    assert example.choices == direct.choices == ("Association", "Bind", "None")
+    assert direct.decode_choices is None and direct.answer_format is None
+    window = (0, len(gold.text))
+    # each option is the training target of its label, evidence quoted from the text
+    assert example.decode_choices == tuple(
+        re_task.render_rationale(gold, head, tail, label, window) for label in example.choices
+    )
+    for option, label in zip(example.decode_choices, example.choices, strict=True):
+        assert option.startswith("Evidence: Iodide") and option.endswith(f"Answer: {label}")
+        assert re_task.parse_answer(option, LABELS) == label
+    record = example.to_record()
+    assert record["answer_format"] == "rationale(sentences=2, negatives=quote)"
+    assert record["choices"] == list(example.choices) and "answer_format" not in direct.to_record()
+    assert re_task.Rationale.from_answer_format(record["answer_format"]) == rationale
+    unquoted = re_task.Rationale(quote_negatives=False)
+    options = re_task.build_example(gold, head, tail, LABELS, rationale=unquoted).decode_choices
+    assert options[-1] == "Evidence: none\nAnswer: None"
+    with pytest.raises(ValueError, match="unknown relation answer format"):
+        re_task.Rationale.from_answer_format("rationale(sentences=2)")
+
+
+def test_auto_relation_answer_follows_the_adapter(tmp_path):
+    assert relation_rationale_for(None) is None
+    assert relation_rationale_for(tmp_path) is None  # no training_meta.json
+    rationale = re_task.Rationale(max_sentences=1)
+    meta = {"data": {"train": {"answer_formats": {"re": [rationale.answer_format]}}}}
+    (tmp_path / "training_meta.json").write_text(json.dumps(meta))
+    assert relation_rationale_for(tmp_path) == rationale
+    nlp_ = spacy.blank("en")
+    component = nlp_.add_pipe("bio_relation_llm", config={"adapter": str(tmp_path)})
+    assert component.effective_relation_rationale == rationale
+    component.configure(relation_answer="direct")  # an explicit setting wins
+    assert component.effective_relation_rationale is None
+    meta["data"]["train"]["answer_formats"]["re"].append("rationale(sentences=2, negatives=none)")
+    (tmp_path / "training_meta.json").write_text(json.dumps(meta))
+    with pytest.raises(AdapterPromptError, match="answer formats"):
+        relation_rationale_for(tmp_path)
+    meta["data"]["train"]["answer_formats"]["re"] = ["evidence-last"]
+    (tmp_path / "training_meta.json").write_text(json.dumps(meta))
+    with pytest.raises(AdapterPromptError, match="unknown relation answer format"):
+        relation_rationale_for(tmp_path)
 
 
 def test_calibration_file_round_trip_and_errors(tmp_path):

@@ -142,6 +142,7 @@ def evaluate(
         "none_threshold_setting": component.none_threshold,
         "calibration_source": component.calibration.source,
         "relation_prompt": component.effective_relation_prompt,
+        "relation_answer": _answer_format(component.effective_relation_rationale),
         "tasks": run_tasks,
         "ner_copy_constraint": component.ner_copy_constraint,
         "ner_window_tokens": component.ner_window_tokens,
@@ -346,3 +347,9 @@ def compare(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(table)
     typer.echo(table)
+
+
+def _answer_format(rationale) -> str:
+    """How the relation answers were scored, for the metrics' meta: ``direct`` or the
+    rationale's ``answer_format``."""
+    return "direct" if rationale is None else rationale.answer_format

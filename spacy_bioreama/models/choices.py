@@ -117,6 +117,16 @@ def trie_log_probs(
     return scores
 
 
+def trie_nodes(seqs: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """The non-empty prefixes of `seqs` (the nodes of their token trie), each once,
+    every parent before its children."""
+    nodes: dict[tuple[int, ...], None] = {}
+    for seq in seqs:
+        for j in range(1, len(seq) + 1):
+            nodes.setdefault(seq[:j])
+    return list(nodes)
+
+
 class ChoiceScoring:
     """Option scoring and KV-budget batching of `HFBackend` (a mixin; the prompt pass is
     `_prefill`, the option ids `option_token_ids`)."""
@@ -175,34 +185,31 @@ class ChoiceScoring:
     def _score_packed(self, seqs_per_prompt, cache, mask, next_pos, node_logp) -> None:
         """All options of a prompt in one packed row after its cached prompt ("tree attention").
 
-        A 4D mask lets each option token see the prompt and the earlier tokens of its own
-        option only, and position ids restart after the prompt for every option, so each
-        option is scored exactly as if alone, without copying the prompt's KV cache.
+        The row holds each node of the options' token trie once: options that share a
+        beginning (a rationale's evidence before its label) share its tokens. A 4D mask
+        lets each token see the prompt and its trie ancestors only, and its position id is
+        its depth after the prompt, so each option is scored exactly as if alone, without
+        copying the prompt's KV cache.
         """
         device = self.device
         n, width = mask.shape
-        total = max(sum(len(seq) for seq in seqs) for seqs in seqs_per_prompt)
+        nodes_per_prompt = [trie_nodes(seqs) for seqs in seqs_per_prompt]
+        total = max(len(nodes) for nodes in nodes_per_prompt)
         inp = torch.full((n, total), self.pad_token_id, dtype=torch.long)
         pos = torch.zeros((n, total), dtype=torch.long)
         allowed = torch.zeros((n, total, width + total), dtype=torch.bool)
         allowed[:, :, :width] = mask.bool().cpu()[:, None, :]
-        starts: list[list[int]] = []
         base = next_pos.cpu()
-        for b, seqs in enumerate(seqs_per_prompt):
-            offset, row_starts = 0, []
-            for seq in seqs:
-                length = len(seq)
-                row_starts.append(offset)
-                if length:
-                    sl = slice(offset, offset + length)
-                    inp[b, sl] = torch.tensor(seq, dtype=torch.long)
-                    pos[b, sl] = base[b] + torch.arange(length)
-                    allowed[b, sl, width + offset : width + offset + length] = torch.ones(
-                        (length, length), dtype=torch.bool
-                    ).tril()
-                offset += length
-            starts.append(row_starts)
-            for q in range(offset, total):  # padding queries: attend to themselves only
+        for b, nodes in enumerate(nodes_per_prompt):
+            index: dict[tuple[int, ...], int] = {}
+            for k, prefix in enumerate(nodes):
+                index[prefix] = k
+                inp[b, k] = prefix[-1]
+                pos[b, k] = base[b] + len(prefix) - 1
+                if len(prefix) > 1:  # the parent's view (prompt and ancestors), then itself
+                    allowed[b, k] = allowed[b, index[prefix[:-1]]]
+                allowed[b, k, width + k] = True
+            for q in range(len(nodes), total):  # padding queries: attend to themselves only
                 allowed[b, q, width + q] = True
                 pos[b, q] = base[b]
         attn = torch.zeros(allowed.shape, dtype=self.dtype)
@@ -214,10 +221,9 @@ class ChoiceScoring:
             **cache_kwargs(self.model, cache),
         )
         logp = torch.log_softmax(out.logits.float(), dim=-1)  # (prompts, total, vocab)
-        for b, seqs in enumerate(seqs_per_prompt):
-            for seq, offset in zip(seqs, starts[b], strict=True):
-                for j in range(1, len(seq) + 1):
-                    node_logp[b].setdefault(seq[:j], logp[b, offset + j - 1])
+        for b, nodes in enumerate(nodes_per_prompt):
+            for k, prefix in enumerate(nodes):
+                node_logp[b].setdefault(prefix, logp[b, k])
 
     def _score_repeated(self, seqs_per_prompt, cache, mask, next_pos, node_logp) -> None:
         """One row per option, each on its own copy of the prompt's KV cache (fallback for
@@ -307,4 +313,5 @@ __all__ = [
     "kv_bytes_per_token",
     "resolve_choice_scoring",
     "trie_log_probs",
+    "trie_nodes",
 ]

@@ -3,7 +3,9 @@
 Training records carry the variant that built them (`TaskExample.prompt_format`); the
 trainer lists them per task in ``training_meta.json`` (``data.train.prompt_formats``),
 which travels in the adapter folder. The component's ``relation_prompt = "auto"`` builds
-the prompts the adapter learned, so training and inference cannot drift apart.
+the prompts the adapter learned, so training and inference cannot drift apart; the same
+holds for the relation answer format (``data.train.answer_formats``: a rationale before
+the label, or the label alone).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from ..tasks.relation import DEFAULT_RELATION_PROMPT, RELATION_PROMPTS
+from ..tasks.relation import DEFAULT_RELATION_PROMPT, RELATION_PROMPTS, Rationale
 
 META_FILE = "training_meta.json"
 AUTO = "auto"
@@ -22,9 +24,12 @@ class AdapterPromptError(ValueError):
     """An adapter's training metadata names prompt variants the component cannot use."""
 
 
-def trained_prompt_formats(adapter: str | os.PathLike | None, task: str) -> list[str]:
+def trained_prompt_formats(
+    adapter: str | os.PathLike | None, task: str, key: str = "prompt_formats"
+) -> list[str]:
     """The prompt variants of `task` in the adapter's training data ([] when the adapter,
-    its training_meta.json or the entry is missing: an adapter from before variants)."""
+    its training_meta.json or the entry is missing: an adapter from before variants);
+    with ``key="answer_formats"``, its answer formats ([]: direct answers)."""
     if adapter is None:
         return []
     path = Path(adapter) / META_FILE
@@ -34,7 +39,7 @@ def trained_prompt_formats(adapter: str | os.PathLike | None, task: str) -> list
         meta = json.loads(path.read_text(encoding="utf8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return []  # the adapter loader reports a damaged folder; nothing to decide here
-    formats = (((meta.get("data") or {}).get("train") or {}).get("prompt_formats") or {}).get(task)
+    formats = (((meta.get("data") or {}).get("train") or {}).get(key) or {}).get(task)
     return [f for f in formats if isinstance(f, str)] if isinstance(formats, list) else []
 
 
@@ -60,4 +65,27 @@ def relation_prompt_for(adapter: str | os.PathLike | None, setting: str) -> str:
     return formats[0]
 
 
-__all__ = ["AUTO", "AdapterPromptError", "relation_prompt_for", "trained_prompt_formats"]
+def relation_rationale_for(adapter: str | os.PathLike | None) -> Rationale | None:
+    """The rationale the adapter's relation answers were trained with (scored the same
+    way at inference), or None where it was trained on direct answers."""
+    formats = trained_prompt_formats(adapter, "re", key="answer_formats")
+    if not formats:
+        return None
+    if len(formats) > 1:
+        raise AdapterPromptError(
+            f"adapter {os.fspath(adapter)!r} was trained on the relation answer formats "
+            f"{formats}; train on one"
+        )
+    try:
+        return Rationale.from_answer_format(formats[0])
+    except ValueError as err:
+        raise AdapterPromptError(f"adapter {os.fspath(adapter)!r}: {err}") from None
+
+
+__all__ = [
+    "AUTO",
+    "AdapterPromptError",
+    "relation_prompt_for",
+    "relation_rationale_for",
+    "trained_prompt_formats",
+]

@@ -35,10 +35,11 @@ from ..models.backend import CopySpans, Generation, GenerationBackend, LineGuard
 from ..tasks import ner
 from ..tasks import relation as re_task
 from ..tasks.names import TASK_ENTITIES, TASK_RELATIONS
+from ..tasks.relation import DIRECT_ANSWER
 from ..tasks.units import MIN_WINDOW_TOKENS
 from ..tasks.windows import split_windows
 from .adapter_integrity import HASHES_KEY, adapter_hashes, bytes_hashes, check_hashes
-from .adapter_prompts import relation_prompt_for
+from .adapter_prompts import relation_prompt_for, relation_rationale_for
 from .relation_calibration import (
     AUTO,
     RelationCalibration,
@@ -82,6 +83,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # "auto": the relation prompt variant the adapter was trained on (training_meta.json),
     # else "named"; or one of "named", "marked", "sentence" (tasks/relation.py)
     "relation_prompt": AUTO,
+    # "auto": the relation answer format the adapter was trained on (training_meta.json:
+    # a rationale before the label, or the label alone), else "direct"; or "direct", or
+    # "rationale" / a rationale's format, e.g. "rationale(sentences=2, negatives=quote)"
+    "relation_answer": AUTO,
     "relation_threshold": 0.0,
     # "auto": the adapter's calibrated threshold (calibration.json), else 0.5
     "none_threshold": AUTO,
@@ -108,6 +113,7 @@ CONFIGURABLE = (
     "max_pairs_per_window",
     "max_pairs_per_doc",
     "relation_prompt",
+    "relation_answer",
     "relation_threshold",
     "none_threshold",
     "keep_pair_scores",
@@ -127,6 +133,7 @@ def validate_settings(
     max_pairs_per_window: int = 1,
     max_pairs_per_doc: int = 1,
     relation_prompt: str = AUTO,
+    relation_answer: str = AUTO,
     ner_copy_constraint: bool = False,
     ner_window_tokens: int | None = None,
 ) -> None:
@@ -171,6 +178,14 @@ def validate_settings(
             f"bio_relation_llm: relation_prompt must be {AUTO!r} or one of "
             f"{list(re_task.RELATION_PROMPTS)}, got {relation_prompt!r}"
         )
+    if relation_answer not in (AUTO, DIRECT_ANSWER):
+        try:
+            re_task.Rationale.from_setting(relation_answer)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"bio_relation_llm: relation_answer must be {AUTO!r}, {DIRECT_ANSWER!r} or "
+                f"a rationale format: {err}"
+            ) from None
     if none_threshold == AUTO:
         return
     if none_threshold is not None and (
@@ -215,6 +230,7 @@ def make_bio_relation_llm(
     max_pairs_per_window: int,
     max_pairs_per_doc: int,
     relation_prompt: str,
+    relation_answer: str,
     relation_threshold: float,
     none_threshold: float | str | None,
     device: str,
@@ -241,6 +257,7 @@ def make_bio_relation_llm(
         max_pairs_per_window=max_pairs_per_window,
         max_pairs_per_doc=max_pairs_per_doc,
         relation_prompt=relation_prompt,
+        relation_answer=relation_answer,
         relation_threshold=relation_threshold,
         none_threshold=none_threshold,
         device=device,
@@ -277,6 +294,7 @@ class BioRelationLLM:
         max_pairs_per_window: int = 100,
         max_pairs_per_doc: int = 1000,
         relation_prompt: str = AUTO,
+        relation_answer: str = AUTO,
         relation_threshold: float = 0.0,
         none_threshold: float | str | None = AUTO,
         device: str = "auto",
@@ -296,6 +314,7 @@ class BioRelationLLM:
             max_pairs_per_window=max_pairs_per_window,
             max_pairs_per_doc=max_pairs_per_doc,
             relation_prompt=relation_prompt,
+            relation_answer=relation_answer,
             ner_copy_constraint=ner_copy_constraint,
             ner_window_tokens=ner_window_tokens,
         )
@@ -316,6 +335,7 @@ class BioRelationLLM:
         self.max_pairs_per_window = max_pairs_per_window
         self.max_pairs_per_doc = max_pairs_per_doc
         self.relation_prompt = relation_prompt
+        self.relation_answer = relation_answer
         self.relation_threshold = relation_threshold
         self.none_threshold = none_threshold
         self.device = device
@@ -338,6 +358,7 @@ class BioRelationLLM:
         self._window_budget: int | None = None
         self._calibration: tuple[str | None, RelationCalibration] | None = None
         self._relation_prompt: tuple[tuple[str | None, str], str] | None = None
+        self._relation_rationale: tuple[tuple, re_task.Rationale | None] | None = None
         self._warned_type_pairs = False
         self.stats: Counter[str] = Counter()
 
@@ -395,6 +416,22 @@ class BioRelationLLM:
             # read once per adapter and setting, not once per batch
             self._relation_prompt = (key, relation_prompt_for(*key))
         return self._relation_prompt[1]
+
+    @property
+    def effective_relation_rationale(self) -> re_task.Rationale | None:
+        """The rationale relation answers are scored with (each label's, evidence first):
+        `relation_answer`, or for ``"auto"`` the one the adapter was trained with
+        (`adapter_prompts.relation_rationale_for`); None for direct answers."""
+        key = (self.adapter, self.relation_answer)
+        if self._relation_rationale is None or self._relation_rationale[0] != key:
+            if self.relation_answer == AUTO:
+                rationale = relation_rationale_for(self.adapter)
+            elif self.relation_answer == DIRECT_ANSWER:
+                rationale = None
+            else:
+                rationale = re_task.Rationale.from_setting(self.relation_answer)
+            self._relation_rationale = (key, rationale)
+        return self._relation_rationale[1]
 
     @property
     def effective_none_threshold(self) -> float | None:
@@ -508,6 +545,7 @@ class BioRelationLLM:
         examples = []
         texts = [doc.text for doc in docs]
         prompt = self.effective_relation_prompt
+        rationale = self.effective_relation_rationale
         for i, doc in enumerate(docs):
             left = self.max_pairs_per_doc  # the document's pair prompts, all windows together
             # A sentence prompt quotes at most two sentences, whatever the window: the whole
@@ -538,16 +576,28 @@ class BioRelationLLM:
                         (
                             i,
                             re_task.build_example(
-                                doc, head, tail, self.relation_labels, window, prompt=prompt
+                                doc,
+                                head,
+                                tail,
+                                self.relation_labels,
+                                window,
+                                prompt=prompt,
+                                rationale=rationale,
                             ),
                         )
                     )
         self.stats["re_pairs"] += len(examples)
         self.stats["re_prompt_tokens"] += sum(self._prompt_tokens(ex) for _, ex in examples)
-        max_choice = max((len(c) for c in re_task.answer_choices(self.relation_labels)), default=8)
+        # characters bound tokens: the longest answer any pair may take
+        max_choice = max(
+            (len(c) for _, ex in examples for c in ex.decode_choices or ex.choices),
+            default=8,
+        )
         generations = self._generate(
             [ex for _, ex in examples], max_new_tokens=max_choice + 4, constrained=True
         )
+        if rationale is not None:  # each option names its label on its last line
+            generations = [_named_labels(g, self.relation_labels) for g in generations]
         # per document: concept pair -> (raw score of the kept window, its relation)
         best: list[dict[frozenset[str], tuple[float, Relation]]] = [{} for _ in docs]
         pair_scores: list[list[dict[str, Any]]] = [[] for _ in docs]
@@ -648,7 +698,7 @@ class BioRelationLLM:
             self.backend.generate(
                 [ex.chat_prompt() for ex in todo],
                 max_new_tokens=max_new_tokens,
-                choices=[ex.choices for ex in todo] if constrained else None,
+                choices=[ex.decode_choices or ex.choices for ex in todo] if constrained else None,
                 line_guard=line_guard,
                 **extra,
             )
@@ -796,6 +846,16 @@ def _refuse_forked_process() -> None:
 
     if _forked or multiprocessing.parent_process() is not None:
         raise RuntimeError(FORKED_PROCESS_MESSAGE)
+
+
+def _named_labels(generation: Generation | None, labels: Sequence[str]) -> Generation | None:
+    """A rationale answer's distribution keyed by the label each option names (its last
+    line), as a direct answer's is, so the detection rule and the calibration read it."""
+    distribution = getattr(generation, "distribution", None)
+    if not distribution:
+        return generation
+    named = tuple((re_task.parse_answer(option, labels) or option, p) for option, p in distribution)
+    return replace(generation, distribution=named)
 
 
 def _pair_score(

@@ -133,6 +133,7 @@ LATER_ANSWER_SETTINGS = {
     "ner_copy_constraint": False,
     "relation_prompt": "auto",
     "ner_window_tokens": None,
+    "relation_answer": "auto",
 }
 
 

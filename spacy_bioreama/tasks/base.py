@@ -35,6 +35,12 @@ class TaskExample:
     # which variant of the task's prompt built it (e.g. relation prompts "named",
     # "marked", "sentence"); recorded so that training can tell inference which to use
     prompt_format: str | None = None
+    # how the answer is written when it is more than the choice it names (a rationale:
+    # ``Evidence: ...`` before the label); recorded like `prompt_format`, None: direct
+    answer_format: str | None = None
+    # the exact answers constrained decoding scores, each naming one of `choices` (the
+    # rationale of each label); None: the choices themselves. Not recorded.
+    decode_choices: tuple[str, ...] | None = field(default=None, compare=False)
 
     def chat_prompt(self) -> ChatPrompt:
         """The user message a model sees (training and inference alike)."""
@@ -52,6 +58,8 @@ class TaskExample:
             record["choices"] = list(self.choices)
         if self.prompt_format is not None:
             record["prompt_format"] = self.prompt_format
+        if self.answer_format is not None:
+            record["answer_format"] = self.answer_format
         return record
 
 

@@ -31,6 +31,7 @@ instruction builder and the component; training records carry theirs as
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -240,11 +241,29 @@ def build_example(
     target: str | None = None,
     rng: random.Random | None = None,
     prompt: str = DEFAULT_RELATION_PROMPT,
+    rationale: Rationale | None = None,
 ) -> TaskExample:
     """The pair-classification example for (head, tail) in `doc` (or a window of it),
-    in the `prompt` variant of `RELATION_PROMPTS`."""
+    in the `prompt` variant of `RELATION_PROMPTS`. With `rationale`, the answer is the
+    evidence-first one (`render_rationale`): the example says so (`answer_format`), and
+    its `decode_choices` are every label's rationale, so that inference scores exactly
+    the answers training taught."""
     start, end = window if window is not None else (0, text_length(doc))
     choices = answer_choices(labels)
+    decode_choices = None
+    if rationale is not None:
+        decode_choices = tuple(
+            render_rationale(
+                doc,
+                head,
+                tail,
+                choice,
+                (start, end),
+                max_sentences=rationale.max_sentences,
+                quote_negatives=rationale.quote_negatives,
+            )
+            for choice in choices
+        )
     instruction = pick_instruction(INSTRUCTIONS, rng).format(labels=", ".join(choices))
     text = (
         f"Text: {_pair_text(doc, head, tail, (start, end), check_relation_prompt(prompt))}\n\n"
@@ -259,6 +278,8 @@ def build_example(
         choices=choices,
         meta={"head": head, "tail": tail, "window": (start, end)},
         prompt_format=prompt,
+        answer_format=rationale.answer_format if rationale is not None else None,
+        decode_choices=decode_choices,
     )
 
 
@@ -325,6 +346,47 @@ def decide(
 
 EVIDENCE_PREFIX = "Evidence:"
 NO_EVIDENCE = "none"
+# the relation answer settings besides a rationale's format: the label alone, and the
+# default rationale
+DIRECT_ANSWER = "direct"
+RATIONALE_ANSWER = "rationale"
+_RATIONALE_FORMAT = re.compile(r"^rationale\(sentences=(\d+), negatives=(quote|none)\)$")
+
+
+@dataclass(frozen=True)
+class Rationale:
+    """The evidence-first answer (REaMA's chain of thought, `render_rationale`): how
+    many sentences it quotes and whether unrelated pairs quote theirs too. Training
+    records name it in ``answer_format``; the component reads it back from the adapter's
+    training_meta.json and scores every label's rationale, evidence included, so the
+    evidence is never generated freely (it is taken from the text, as in training)."""
+
+    max_sentences: int = 2
+    quote_negatives: bool = True
+
+    @property
+    def answer_format(self) -> str:
+        """The name records carry, e.g. ``rationale(sentences=2, negatives=quote)``."""
+        negatives = "quote" if self.quote_negatives else "none"
+        return f"rationale(sentences={self.max_sentences}, negatives={negatives})"
+
+    @classmethod
+    def from_answer_format(cls, name: str) -> Rationale:
+        """The rationale an ``answer_format`` name describes; ValueError for another."""
+        match = _RATIONALE_FORMAT.match(name)
+        if match is None:
+            raise ValueError(
+                f"unknown relation answer format {name!r} (expected e.g. {cls().answer_format!r})"
+            )
+        return cls(int(match.group(1)), match.group(2) == "quote")
+
+    @classmethod
+    def from_setting(cls, setting: object) -> Rationale:
+        """The rationale a component setting names: ``"rationale"`` (the defaults) or an
+        ``answer_format``; ValueError (TypeError for a non-string) otherwise."""
+        if not isinstance(setting, str):
+            raise TypeError(f"expected a string, got {setting!r}")
+        return cls() if setting == RATIONALE_ANSWER else cls.from_answer_format(setting)
 
 
 def concept_mentions(
@@ -493,21 +555,31 @@ def unit_maker(
     """The `Unit.make` of a pair example answered `label` (a rationale target when the
     context asks for one); `task` names the family in the record (``pair`` corpora use
     the same prompts)."""
+    rationale = None
     answer = label
     if context.rationale:
+        rationale = Rationale(context.rationale_max_sentences, context.quote_negatives)
         answer = render_rationale(
             doc,
             head,
             tail,
             label,
             window,
-            max_sentences=context.rationale_max_sentences,
-            quote_negatives=context.quote_negatives,
+            max_sentences=rationale.max_sentences,
+            quote_negatives=rationale.quote_negatives,
         )
 
     def make(rng: random.Random | None) -> TaskExample:
         ex = build_example(
-            doc, head, tail, context.labels, window, target=answer, rng=rng, prompt=prompt
+            doc,
+            head,
+            tail,
+            context.labels,
+            window,
+            target=answer,
+            rng=rng,
+            prompt=prompt,
+            rationale=rationale,
         )
         return ex if task == ex.task else replace(ex, task=task)
 

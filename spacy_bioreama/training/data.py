@@ -111,6 +111,9 @@ class DataStats:
     # task -> the prompt variants its records were built with (`TaskExample.prompt_format`):
     # the component reads them from training_meta.json to build the same prompts
     prompt_formats: dict[str, list[str]] = field(default_factory=dict)
+    # task -> the answer formats of its records (`TaskExample.answer_format`, e.g. a
+    # rationale); a task whose records all answer directly has no entry
+    answer_formats: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self, max_length: int) -> str:
         """One line: examples and tokens used, examples dropped as too long."""
@@ -153,11 +156,13 @@ def encode_records(
         stats.answer_tokens += len(ex) - ex.prompt_length
         stats.max_tokens = max(stats.max_tokens, len(ex))
         stats.per_task[ex.task] = stats.per_task.get(ex.task, 0) + 1
-        prompt_format = record.get("prompt_format")
-        if isinstance(prompt_format, str):
-            known = stats.prompt_formats.setdefault(ex.task, [])
-            if prompt_format not in known:
-                known.append(prompt_format)
+        for key, seen in (
+            ("prompt_format", stats.prompt_formats),
+            ("answer_format", stats.answer_formats),
+        ):
+            value = record.get(key)
+            if isinstance(value, str) and value not in seen.setdefault(ex.task, []):
+                seen[ex.task].append(value)
     if not kept:
         raise TrainingDataError(
             f"{stats.file}: all {stats.records} examples are longer than "
