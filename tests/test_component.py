@@ -390,6 +390,49 @@ def test_rationale_answers_are_scored_evidence_first(tiny_rationale_dir):
     assert [r.score for r in direct_doc._.relations] != [r.score for r in doc._.relations]
 
 
+def test_rationale_records_are_scored_as_the_component_scores_pairs(tiny_rationale_dir, tmp_path):
+    """Instruction records written evidence first carry every label's rationale
+    (``options``): scoring them gives the component's distribution for each pair."""
+    import json
+
+    from spacy_bioreama.evaluation.instruction_records import evaluate_instructions
+    from spacy_bioreama.models import load_backend
+    from spacy_bioreama.tasks import relation as re_task
+
+    nlp = _nlp(tiny_rationale_dir, tasks=["relations"], relation_answer="rationale")
+    component = nlp.get_pipe("bio_relation_llm")
+    component.configure(keep_pair_scores=True)
+    scored = nlp(_gold_doc(nlp)).user_data["bioreama_pair_scores"]
+    doc = make_trained_gold_doc(spacy.blank("en"))
+    lines, pairs = [], []
+    for head, tail in re_task.candidate_pairs(re_task.collect_concepts(doc), set()):
+        label = re_task.gold_label(doc, head, tail)
+        example = re_task.build_example(
+            doc,
+            head,
+            tail,
+            TRAINED_RELATION_LABELS,
+            target=re_task.render_rationale(doc, head, tail, label),
+            rationale=re_task.Rationale(),
+        )
+        record = {"task": "re", "corpus": "trained", **example.to_record(), "label": label}
+        lines.append(json.dumps(record))
+        pairs.append(frozenset((head.concept_id, tail.concept_id)))
+    path = tmp_path / "dev.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    backend = load_backend(str(tiny_rationale_dir), None, device="cpu", max_prompt_tokens=256)
+    metrics, predictions = evaluate_instructions(path, backend, progress=False)
+    assert metrics["corpora"]["trained"]["re_f"] == 1.0
+    component_scores = {
+        frozenset((s["head_id"], s["tail_id"])): {**s["probabilities"], "None": s["p_none"]}
+        for s in scored
+    }
+    assert len(predictions) == len(component_scores) == 6
+    for pair, prediction in zip(pairs, predictions, strict=True):
+        expected = component_scores[pair][prediction["prediction"]]
+        assert prediction["probability"] == pytest.approx(expected, abs=1e-4)
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [

@@ -119,6 +119,8 @@ def test_rationale_example_scores_each_labels_rationale(gold):  # noqa: F811
     record = example.to_record()
     assert record["answer_format"] == "rationale(sentences=2, negatives=quote)"
     assert record["choices"] == list(example.choices) and "answer_format" not in direct.to_record()
+    # the options are recorded, so that record scoring asks what the component asks
+    assert record["options"] == list(example.decode_choices) and "options" not in direct.to_record()
     assert re_task.Rationale.from_answer_format(record["answer_format"]) == rationale
     unquoted = re_task.Rationale(quote_negatives=False)
     options = re_task.build_example(gold, head, tail, LABELS, rationale=unquoted).decode_choices

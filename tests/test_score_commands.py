@@ -275,6 +275,21 @@ def test_bad_records_name_file_line_and_field(tmp_path):
     path = _write_jsonl(tmp_path / "choices.jsonl", [dict(good, choices="None")])
     with pytest.raises(InstructionDataError, match=r"choices\.jsonl:1: field 'choices'"):
         read_eval_records(path)
+    # a rationale record is scored on its options: one per choice, in order
+    rationale = dict(good, answer_format="rationale(sentences=2, negatives=quote)")
+    path = _write_jsonl(tmp_path / "options.jsonl", [good, rationale])
+    with pytest.raises(InstructionDataError, match=r"options\.jsonl:2: field 'options' is missing"):
+        read_eval_records(path)
+    swapped = dict(
+        rationale, options=["Evidence: x\nAnswer: None", "Evidence: x\nAnswer: Association"]
+    )
+    path = _write_jsonl(tmp_path / "order.jsonl", [swapped])
+    with pytest.raises(InstructionDataError, match=r"order\.jsonl:1: field 'options' must list"):
+        read_eval_records(path)
+    records, _ = read_eval_records(
+        _write_jsonl(tmp_path / "ok.jsonl", [dict(swapped, options=swapped["options"][::-1])])
+    )
+    assert records[0].options == ("Evidence: x\nAnswer: Association", "Evidence: x\nAnswer: None")
 
 
 def test_evaluate_instructions_command_on_the_tiny_trained_model(tiny_trained_dir, tmp_path):

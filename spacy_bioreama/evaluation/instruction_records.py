@@ -8,8 +8,10 @@ corpus reader and no document-level decoding.
 Each record with ``choices`` (tasks ``re``, ``pair``, ``qa``) is answered by constrained
 choice through the backend (``generate(..., choices=...)``) on the prompt training built
 from it (`instructions.records.record_example(record).chat_prompt()`). The gold answer is the
-record's ``label`` (else its ``output``'s last line). Records without choices (``ner``)
-are counted as skipped.
+record's ``label`` (else its ``output``'s last line). A record trained evidence first
+(``answer_format`` names a rationale) is scored on its ``options``, every choice's
+rationale, as the component scores such an adapter's pairs.
+Records without choices (``ner``) are counted as skipped.
 
 Metrics per corpus (`metrics.py`, the same functions the Doc scorers use):
 
@@ -30,7 +32,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,9 @@ class EvalRecord:
     prompt: ChatPrompt
     choices: tuple[str, ...]
     label: str
+    # the answers decoding scores when training taught more than the label (each
+    # choice's rationale, the record's ``options``); None: the choices themselves
+    options: tuple[str, ...] | None = None
 
 
 def read_eval_records(path: Path) -> tuple[list[EvalRecord], Counter]:
@@ -110,7 +115,33 @@ def _eval_record(raw: dict[str, Any], where: str, lineno: int, task: str) -> Eva
         prompt=record_example(raw).chat_prompt(),
         choices=tuple(choices),
         label=label,
+        options=_decode_options(raw, where, choices),
     )
+
+
+def _decode_options(raw: dict[str, Any], where: str, choices: list[str]) -> tuple[str, ...] | None:
+    """The record's ``options`` (one answer per choice, in order, each naming it: a
+    rationale), None when it has none; an answer format without them is an error."""
+    options = raw.get("options")
+    if options is None:
+        if raw.get("answer_format") is not None:
+            raise InstructionDataError(
+                f"{where}: field 'options' is missing: the record's answer format "
+                f"{raw['answer_format']!r} is scored on each choice's full answer "
+                "(rebuild the set with build-instructions)"
+            )
+        return None
+    if (
+        not isinstance(options, list)
+        or len(options) != len(choices)
+        or not all(isinstance(o, str) for o in options)
+        or [parse_choice(o, choices) for o in options] != choices
+    ):
+        raise InstructionDataError(
+            f"{where}: field 'options' must list one answer per choice, in the order of "
+            f"'choices', each naming its choice on its last line"
+        )
+    return tuple(options)
 
 
 def limit_per_group(records: Sequence[EvalRecord], limit: int) -> list[EvalRecord]:
@@ -180,12 +211,20 @@ def predict(
         bar.update(len(records) - len(todo))
         for start in range(0, len(todo), chunk):
             batch = todo[start : start + chunk]
+            options = [records[i].options or records[i].choices for i in batch]
             generations = backend.generate(
                 [records[i].prompt for i in batch],
-                max_new_tokens=max(len(c) for i in batch for c in records[i].choices) + 4,
-                choices=[records[i].choices for i in batch],
+                max_new_tokens=max(len(c) for opts in options for c in opts) + 4,
+                choices=options,
             )
             for i, generation in zip(batch, generations, strict=True):
+                if records[i].options is not None and getattr(generation, "distribution", None):
+                    generation = replace(
+                        generation,
+                        distribution=re_task.distribution_by_label(
+                            generation.distribution, records[i].choices
+                        ),
+                    )
                 answer, probability = decide(records[i], generation, none_threshold)
                 out[i]["prediction"] = answer
                 out[i]["probability"] = round(probability, 6)

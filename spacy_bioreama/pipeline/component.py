@@ -849,13 +849,12 @@ def _refuse_forked_process() -> None:
 
 
 def _named_labels(generation: Generation | None, labels: Sequence[str]) -> Generation | None:
-    """A rationale answer's distribution keyed by the label each option names (its last
-    line), as a direct answer's is, so the detection rule and the calibration read it."""
+    """A rationale answer's distribution keyed by the label each option names."""
     distribution = getattr(generation, "distribution", None)
     if not distribution:
         return generation
-    named = tuple((re_task.parse_answer(option, labels) or option, p) for option, p in distribution)
-    return replace(generation, distribution=named)
+    choices = re_task.answer_choices(labels)
+    return replace(generation, distribution=re_task.distribution_by_label(distribution, choices))
 
 
 def _pair_score(

@@ -39,7 +39,8 @@ class TaskExample:
     # ``Evidence: ...`` before the label); recorded like `prompt_format`, None: direct
     answer_format: str | None = None
     # the exact answers constrained decoding scores, each naming one of `choices` (the
-    # rationale of each label); None: the choices themselves. Not recorded.
+    # rationale of each label); None: the choices themselves. Recorded as ``options``,
+    # so that scoring the records asks what the component asks.
     decode_choices: tuple[str, ...] | None = field(default=None, compare=False)
 
     def chat_prompt(self) -> ChatPrompt:
@@ -60,6 +61,8 @@ class TaskExample:
             record["prompt_format"] = self.prompt_format
         if self.answer_format is not None:
             record["answer_format"] = self.answer_format
+        if self.decode_choices is not None:
+            record["options"] = list(self.decode_choices)
         return record
 
 

@@ -470,6 +470,15 @@ def render_rationale(
     return f"{EVIDENCE_PREFIX} {evidence}\n{ANSWER_PREFIX} {label}"
 
 
+def distribution_by_label(
+    distribution: Iterable[tuple[str, float]], choices: Sequence[str]
+) -> tuple[tuple[str, float], ...]:
+    """A rationale answer's option distribution keyed by the choice each option names
+    on its answer line (an option naming none keeps its text), as a direct answer's is,
+    so the detection rule and the calibration read both alike."""
+    return tuple((parse_choice(option, choices) or option, p) for option, p in distribution)
+
+
 def sample_negatives(
     negatives: Sequence[object],
     n_positive: int,
