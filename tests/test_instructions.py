@@ -442,6 +442,38 @@ def test_gad_pairs_are_verbalised_and_split(tmp_path):
         build_instructions(config, tmp_path / "bad", progress=False)
 
 
+BC5CDR_DEV = DATA_DIR / "bc5cdr" / "CDR_DevelopmentSet.PubTator.txt"
+BC5CDR_TO_BIORED = {"Chemical": "ChemicalEntity", "Disease": "DiseaseOrPhenotypicFeature"}
+
+
+def test_ner_label_map_trains_another_corpus_on_biored_types(tmp_path):
+    """BC5CDR mentions renamed to BioRED's types: the prompt asks BioRED's names (in
+    BioRED's order), and every target lists each gold form under its renamed type."""
+    if not BC5CDR_DEV.exists():
+        pytest.skip(f"BC5CDR not found at {BC5CDR_DEV} (set BIOREAMA_DATA_DIR)")
+    docs = []
+    for doc in read("pubtator", BC5CDR_DEV):
+        docs.append(doc)
+        if len(docs) == 3:
+            break
+    docbin = _write(docs, tmp_path / "bc5cdr.spacy")
+    source = {"task": "ner", "train": str(docbin), "label_map": BC5CDR_TO_BIORED}
+    config = {"instructions": {"max_length": 1024, "sources": {"bc5cdr_ner": source}}}
+    report = build_instructions(config, tmp_path / "out", progress=False)
+    labels = ["DiseaseOrPhenotypicFeature", "ChemicalEntity"]
+    assert report.stats["sources"]["bc5cdr_ner"]["labels"] == labels
+    records = _records(report.files["train"])
+    assert len(records) == 3
+    by_id = {d.user_data["doc_id"]: d for d in docs}
+    for r in records:
+        assert "DiseaseOrPhenotypicFeature, ChemicalEntity" in r["instruction"]
+        doc = by_id[r["id"].split("/", 1)[1]]
+        parsed = ner.parse_answer(r["output"], labels)
+        assert parsed.unparseable_lines == 0 and parsed.unknown_labels == 0
+        gold = {(BC5CDR_TO_BIORED[s.label_], s.text) for s in all_mentions(doc)}
+        assert gold and set(parsed.mentions) == gold
+
+
 def test_pubmedqa_examples_have_the_right_answers(tmp_path):
     data = {
         str(1000 + i): {
@@ -527,7 +559,8 @@ def test_bad_config_names_source_and_field(tmp_path):
 
 def test_shipped_configs_parse(tmp_path):
     lengths = {}
-    for name in ("instructions_quick.cfg", "instructions_multitask.cfg"):
+    names = ("quick", "multitask", "best", "ner_mix")
+    for name in (f"instructions_{n}.cfg" for n in names):
         settings, sources = parse_config(
             load_config(REPO / "configs" / name, {"paths.corpus": str(tmp_path)})
         )
@@ -549,6 +582,15 @@ def test_shipped_configs_parse(tmp_path):
     chemprot = next(s for s in sources if s.name == "chemprot")
     assert chemprot.label_map["CPR:3"] == "Activation"
     assert {s.task for s in sources} == {"ner", "re", "pair", "qa"}
+    # the NER-mix ablation is the quick set plus other corpora's mentions, nothing else
+    quick, mix = (load_config(REPO / "configs" / f"instructions_{n}.cfg") for n in names[::3])
+    quick_sources = quick["instructions"].pop("sources")
+    mix_sources = mix["instructions"].pop("sources")
+    assert mix["instructions"] == quick["instructions"]
+    assert {k: v for k, v in mix_sources.items() if k in quick_sources} == quick_sources
+    added = [v for k, v in mix_sources.items() if k not in quick_sources]
+    assert added and all(v["task"] == "ner" and v["label_map"] for v in added)
+    assert {t for v in added for t in v["label_map"].values()} <= set(BIORED_ENTITY_LABELS)
 
 
 def test_lengths_with_a_real_tokenizer(biored, tmp_path):

@@ -46,7 +46,9 @@ Per-source keys only some tasks use: ``label_map`` (re/pair: corpus label → an
 e.g. GAD ``{"1": "Association", "0": "None"}``, or as a list of pairs
 ``[["CPR:3", "Activation"], ...]`` for labels the config parser cannot take as keys
 (a ``:`` inside); a label mapped to "None", or a corpus negative label such as
-``0``/``False``/``false``, is a negative), ``negative_ratio``
+``0``/``False``/``false``, is a negative; ner: corpus entity type → answer type, e.g.
+BC5CDR ``{"Chemical": "ChemicalEntity", "Disease": "DiseaseOrPhenotypicFeature"}``, so
+that another corpus's mentions train BioRED's answers), ``negative_ratio``
 (re/pair: overrides the global one; pair sources keep all their pairs by default),
 ``type_pairs`` (re: ``["A|B", ...]``; default: the type pairs of the train split's
 positive relations), ``rationale`` (re/pair: overrides the global switch), ``context``

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from spacy.tokens import Doc, Span
@@ -84,11 +84,13 @@ def build_example(
     *,
     with_target: bool = False,
     rng: random.Random | None = None,
+    label_map: Mapping[str, str] | None = None,
 ) -> TaskExample:
-    """The NER example for `doc` (or the character window of it)."""
+    """The NER example for `doc` (or the character window of it); `label_map` renames
+    the gold mentions' types in the target (`render_target`)."""
     start, end = window if window is not None else (0, text_length(doc))
     instruction = pick_instruction(INSTRUCTIONS, rng).format(types=", ".join(labels))
-    target = render_target(doc, labels, (start, end)) if with_target else None
+    target = render_target(doc, labels, (start, end), label_map) if with_target else None
     return TaskExample(
         task=TASK_NAME,
         instruction=instruction,
@@ -98,14 +100,23 @@ def build_example(
     )
 
 
-def render_target(doc: Doc, labels: Sequence[str], window: tuple[int, int]) -> str:
-    """Gold answer: per type, the distinct surface forms in order of first appearance."""
+def render_target(
+    doc: Doc,
+    labels: Sequence[str],
+    window: tuple[int, int],
+    label_map: Mapping[str, str] | None = None,
+) -> str:
+    """Gold answer: per type, the distinct surface forms in order of first appearance.
+    `label_map` renames corpus types to answer types first (BC5CDR's ``Chemical`` as
+    BioRED's ``ChemicalEntity``), so another corpus's mentions teach the same answers."""
     start, end = window
+    label_map = label_map or {}
     forms: dict[str, list[str]] = {label: [] for label in labels}
     for span in all_mentions(doc):
-        if span.label_ in forms and start <= span.start_char and span.end_char <= end:
-            if span.text not in forms[span.label_]:
-                forms[span.label_].append(span.text)
+        label = label_map.get(span.label_, span.label_)
+        if label in forms and start <= span.start_char and span.end_char <= end:
+            if span.text not in forms[label]:
+                forms[label].append(span.text)
     return "\n".join(
         f"{label}: {SEPARATOR.join(forms[label]) if forms[label] else EMPTY}" for label in labels
     )
@@ -239,13 +250,18 @@ def place_mentions(doc: Doc, mentions: Iterable[tuple[int, int, str]]) -> tuple[
 
 def plan_source(train: Sequence[Doc], source: SourceLike, where: str) -> SourcePlan:
     """The entity types to ask for: the configured ``labels``, else the types the train
-    split annotates (BioRED's order first)."""
+    split annotates (BioRED's order first), each renamed through ``label_map``."""
+    label_map = source.label_map or {}
     labels = source.labels or ordered_labels(
-        (s.label_ for doc in train for s in all_mentions(doc)), BIORED_ENTITY_LABELS
+        (label_map.get(s.label_, s.label_) for doc in train for s in all_mentions(doc)),
+        BIORED_ENTITY_LABELS,
     )
     if not labels:
         raise ValueError(f"{where} labels: the train split has no entity mentions")
-    return SourcePlan(tuple(labels), {"labels": list(labels)})
+    info: dict = {"labels": list(labels)}
+    if label_map:
+        info["label_map"] = dict(label_map)
+    return SourcePlan(tuple(labels), info)
 
 
 def make_units(doc: Doc, doc_id: str, source: SourceLike, context: UnitContext) -> list[Unit]:
@@ -259,7 +275,9 @@ def make_units(doc: Doc, doc_id: str, source: SourceLike, context: UnitContext) 
     )
 
     def worst(window: tuple[int, int]) -> int:
-        ex = build_example(doc, labels, window, with_target=True, rng=FixedPick(index))
+        ex = build_example(
+            doc, labels, window, with_target=True, rng=FixedPick(index), label_map=source.label_map
+        )
         return context.measure.prompt(ex) + context.measure.answer(ex.output)
 
     windows = context.fit_windows(doc, worst)
@@ -268,7 +286,7 @@ def make_units(doc: Doc, doc_id: str, source: SourceLike, context: UnitContext) 
             f"{source.name}/{doc_id}" + window_suffix(k, windows),
             None,
             lambda rng, window=window: build_example(
-                doc, labels, window, with_target=True, rng=rng
+                doc, labels, window, with_target=True, rng=rng, label_map=source.label_map
             ),
         )
         for k, window in enumerate(windows)
@@ -285,7 +303,7 @@ UNITS = UnitTask(
     NER,
     plan_source,
     make_units,
-    options=frozenset({"labels"}),
+    options=frozenset({"labels", "label_map"}),
     windowed=True,
     tally=_answer_types,
     tally_name="ner (entity forms)",
