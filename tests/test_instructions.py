@@ -4,6 +4,7 @@ and the statistics add up. Lengths are whitespace words (no model) to stay fast.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -48,16 +49,17 @@ def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines()]
 
 
+def _first_docs(path: Path, n: int) -> list:
+    """The first `n` documents of a real PubTator file (the test is skipped without it)."""
+    if not path.exists():
+        pytest.skip(f"{path.parent.name} not found at {path} (set BIOREAMA_DATA_DIR)")
+    return list(itertools.islice(read("pubtator", path), n))
+
+
 @pytest.fixture(scope="module")
 def biored(tmp_path_factory) -> dict[str, Path]:
     """Six real BioRED dev abstracts: four as "train", two as "dev"."""
-    if not BIORED_DEV.exists():
-        pytest.skip(f"BioRED not found at {BIORED_DEV} (set BIOREAMA_DATA_DIR)")
-    docs = []
-    for doc in read("pubtator", BIORED_DEV):
-        docs.append(doc)
-        if len(docs) == 6:
-            break
+    docs = _first_docs(BIORED_DEV, 6)
     folder = tmp_path_factory.mktemp("biored")
     return {
         "train": _write(docs[:4], folder / "train.spacy"),
@@ -449,13 +451,7 @@ BC5CDR_TO_BIORED = {"Chemical": "ChemicalEntity", "Disease": "DiseaseOrPhenotypi
 def test_ner_label_map_trains_another_corpus_on_biored_types(tmp_path):
     """BC5CDR mentions renamed to BioRED's types: the prompt asks BioRED's names (in
     BioRED's order), and every target lists each gold form under its renamed type."""
-    if not BC5CDR_DEV.exists():
-        pytest.skip(f"BC5CDR not found at {BC5CDR_DEV} (set BIOREAMA_DATA_DIR)")
-    docs = []
-    for doc in read("pubtator", BC5CDR_DEV):
-        docs.append(doc)
-        if len(docs) == 3:
-            break
+    docs = _first_docs(BC5CDR_DEV, 3)
     docbin = _write(docs, tmp_path / "bc5cdr.spacy")
     source = {"task": "ner", "train": str(docbin), "label_map": BC5CDR_TO_BIORED}
     config = {"instructions": {"max_length": 1024, "sources": {"bc5cdr_ner": source}}}
