@@ -5,7 +5,7 @@ every candidate pair it scored is kept in `doc.user_data[PAIR_SCORES_KEY]` with 
 and its best label. From those, without running the model again:
 
 - a **reliability diagram**: the relations kept at the chosen threshold, binned by their
-  confidence (`Relation.score`, the probability of the predicted label), against the
+  confidence (`Relation.score`: the adapter's calibrated confidence), against the
   fraction of each bin that is right (pair + type, as `score_relations` counts it), and
   the expected calibration error, ECE = sum over bins of (n_bin / n) * |accuracy - confidence|;
 - a **threshold sweep**: relation P / R / F1 (pair + type) as if the component had been

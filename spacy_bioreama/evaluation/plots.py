@@ -216,7 +216,7 @@ def reliability_figure(calibration: dict[str, Any]) -> Figure:
     )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.08)
-    ax.set_xlabel("confidence (probability of the predicted label)")
+    ax.set_xlabel("confidence (the relation's score, as calibrated)")
     ax.set_ylabel("fraction correct (bars); mean confidence (dots)")
     ax.set_title(
         "Relation reliability (gold entities)\n"
