@@ -228,10 +228,12 @@ def test_three_step_run_writes_loadable_adapter_and_log(tiny_model_dir, data, tm
     assert [r["step"] for r in log if "eval_loss" in r] == [2, 3]
     assert log[-1]["event"] == "end"
     # throughput: training time proper, without the evaluations that ran inside train()
+    # (both times are rounded to 3 decimals: on the tiny model's ~0.1 s of steps that
+    # alone moves the quotient by about 1 %, so the bounds carry the rounding)
     step_seconds = meta["train_runtime_s"] - meta["eval_in_train_runtime_s"]
-    assert meta["tokens_per_second"] == pytest.approx(
-        meta["tokens_trained_this_run"] / step_seconds, rel=0.01
-    )
+    tokens = meta["tokens_trained_this_run"]
+    low, high = tokens / (step_seconds + 0.001), tokens / (step_seconds - 0.001)
+    assert low - 0.01 <= meta["tokens_per_second"] <= high + 0.01
     assert 0 < meta["eval_in_train_runtime_s"] <= meta["eval_runtime_s"]
 
     backend = load_backend(tiny_model_dir, adapter=adapter, device="cpu")
