@@ -1,4 +1,4 @@
-"""Relation prompt variants (named, marked, sentence), how an adapter records the one it
+"""Relation prompt variants (named, marked, sentence, typed), how an adapter records the one it
 was trained on, and the calibration an adapter carries."""
 
 import json
@@ -59,6 +59,22 @@ def test_sentence_prompt_quotes_only_the_co_mentioning_sentence(gold):  # noqa: 
     far_head, far_tail = _pair(gold, "D003409", "D007454")
     assert not re_task.asks_pair(gold, far_head, far_tail, None, "sentence")
     assert re_task.asks_pair(gold, far_head, far_tail, None, "marked")
+
+
+def test_typed_prompt_is_the_sentence_prompt_with_the_types_in_the_marks(gold):  # noqa: F811
+    head, tail = _pair(gold, "6528", "D007454")
+    typed = re_task.build_example(gold, head, tail, LABELS, prompt="typed")
+    sentence = re_task.build_example(gold, head, tail, LABELS, prompt="sentence")
+    text = typed.input.split("\n\n")[0]
+    assert text.count(f"[E1 {head.label}]NIS[/E1]") == 1
+    assert text.count(f"[E2 {tail.label}]Iodide[/E2]") == 1
+    for (opening, _), plain in zip(re_task.typed_marks(head, tail), ("[E1]", "[E2]"), strict=True):
+        text = text.replace(opening, plain)
+    assert text == sentence.input.split("\n\n")[0]  # the same sentences, the same places
+    assert typed.input.split("\n\n")[1:] == sentence.input.split("\n\n")[1:]
+    assert typed.to_record()["prompt_format"] == "typed"
+    far_head, far_tail = _pair(gold, "D003409", "D007454")  # no sentence co-mentions them
+    assert not re_task.asks_pair(gold, far_head, far_tail, None, "typed")
 
 
 def test_overlapping_mentions_of_the_two_concepts_nest_their_marks(gold):  # noqa: F811

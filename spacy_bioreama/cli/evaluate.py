@@ -64,7 +64,7 @@ def evaluate(
     relation_prompt: Annotated[
         str | None,
         typer.Option(
-            help="Relation prompt variant: named, marked or sentence (default: the one the "
+            help="Relation prompt variant: named, marked, sentence or typed (default: the one the "
             "adapter was trained on)."
         ),
     ] = None,

@@ -54,7 +54,7 @@ that another corpus's mentions train BioRED's answers), ``negative_ratio``
 positive relations), ``rationale`` (re/pair: overrides the global switch), ``context``
 (pair: ``"document"`` (default) or ``"sentence"``, the sentence(s) holding the pair, for
 multi-sentence documents such as DDI), ``relation_prompt`` (re: ``"named"`` (default),
-``"marked"`` or ``"sentence"``; see `tasks/relation.py`).
+``"marked"``, ``"sentence"`` or ``"typed"``; see `tasks/relation.py`).
 """
 
 from __future__ import annotations

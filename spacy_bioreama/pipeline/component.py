@@ -54,7 +54,7 @@ PROMPT_MARGIN_TOKENS = 96
 # ... and for the mention marks (~10 tokens per marked mention with SmolLM2's tokenizer):
 # a "marked" prompt marks every mention of the pair in the window, a "sentence" prompt
 # those of two sentences. A prompt still too long is dropped and counted.
-MARK_MARGIN_TOKENS = {"named": 0, "marked": 192, "sentence": 64}
+MARK_MARGIN_TOKENS = {"named": 0, "marked": 192, "sentence": 64, "typed": 96}
 BIO_SCORER = "spacy_bioreama.bio_scorer.v1"
 # doc.user_data key for every scored candidate pair (with `keep_pair_scores`): what
 # calibration and threshold sweeps need, since doc._.relations holds only the kept pairs.
@@ -81,7 +81,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_pairs_per_window": 100,
     "max_pairs_per_doc": 1000,
     # "auto": the relation prompt variant the adapter was trained on (training_meta.json),
-    # else "named"; or one of "named", "marked", "sentence" (tasks/relation.py)
+    # else "named"; or one of "named", "marked", "sentence", "typed" (tasks/relation.py)
     "relation_prompt": AUTO,
     # "auto": the relation answer format the adapter was trained on (training_meta.json:
     # a rationale before the label, or the label alone), else "direct"; or "direct", or
@@ -553,7 +553,7 @@ class BioRelationLLM:
             # is asked once, with the same sentences. The window cap would then cap the
             # document (it cost 519 of BioRED dev's 2989 co-mentioned pairs), so only
             # max_pairs_per_doc bounds it.
-            sentence = prompt == "sentence"
+            sentence = prompt in re_task.SENTENCE_PROMPTS
             relation_windows = [(0, len(texts[i]))] if sentence else windows[i]
             for window in relation_windows:
                 concepts = re_task.collect_concepts(doc, window)

@@ -13,7 +13,7 @@ Why pair classification rather than one listing of all relations per document:
 The cost is one prompt per candidate concept pair; candidates are restricted to the
 entity type pairs the relation schema allows (`type_pairs`).
 
-Three prompt variants (`RELATION_PROMPTS`, the ``relation_prompt`` setting of the
+Four prompt variants (`RELATION_PROMPTS`, the ``relation_prompt`` setting of the
 instruction builder and the component; training records carry theirs as
 ``prompt_format`` so inference can build the same):
 
@@ -26,6 +26,9 @@ instruction builder and the component; training records carry theirs as
   above; a pair that no sentence co-mentions is not asked (82 % of BioRED's related pairs
   are co-mentioned in a sentence, against 44 % of all candidate pairs). Prompts are
   short, so training steps and inference are cheap, and the model sees where the pair is.
+* ``typed``: the ``sentence`` prompt with typed marks (PURE's typed entity markers,
+  Zhong & Chen 2021): ``[E1 ChemicalEntity] ... [/E1]``, so each mention says its type
+  where it stands, not only in the ``Entity 1:`` line after the text.
 """
 
 from __future__ import annotations
@@ -64,7 +67,9 @@ from .windows import sentence_ranges
 
 TASK_NAME = RE
 NO_RELATION = "None"
-RELATION_PROMPTS = ("named", "marked", "sentence")
+RELATION_PROMPTS = ("named", "marked", "sentence", "typed")
+# the variants that quote only the sentence(s) co-mentioning the pair
+SENTENCE_PROMPTS = frozenset({"sentence", "typed"})
 DEFAULT_RELATION_PROMPT = "named"
 # sentences quoted by the "sentence" prompt (the first ones co-mentioning the pair)
 PROMPT_SENTENCES = 2
@@ -179,9 +184,9 @@ def co_mention_sentences(
 def asks_pair(
     doc: Doc, head: Concept, tail: Concept, window: tuple[int, int] | None, prompt: str
 ) -> bool:
-    """Whether the `prompt` variant asks about the pair at all (``sentence``: only pairs
+    """Whether the `prompt` variant asks about the pair at all (``sentence``, ``typed``: only pairs
     a sentence co-mentions; the others are left unrelated without a prompt)."""
-    return prompt != "sentence" or bool(co_mention_sentences(doc, head, tail, window))
+    return prompt not in SENTENCE_PROMPTS or bool(co_mention_sentences(doc, head, tail, window))
 
 
 def marked_text(
@@ -189,15 +194,17 @@ def marked_text(
     ranges: Sequence[tuple[int, int]],
     heads: Sequence[tuple[int, int]],
     tails: Sequence[tuple[int, int]],
+    head_marks: tuple[str, str] = HEAD_MARKS,
+    tail_marks: tuple[str, str] = TAIL_MARKS,
 ) -> str:
     """The text of `ranges` (joined by `` ... `` where they are not adjacent) with each
-    head mention wrapped in `HEAD_MARKS` and each tail mention in `TAIL_MARKS`; a
+    head mention wrapped in `head_marks` and each tail mention in `tail_marks`; a
     mention crossing a range border is marked only where it lies inside."""
     text = doc.text
     pieces = []
     for a, b in ranges:
         events: list[tuple[int, int, str]] = []
-        for mentions, (open_mark, close_mark) in ((heads, HEAD_MARKS), (tails, TAIL_MARKS)):
+        for mentions, (open_mark, close_mark) in ((heads, head_marks), (tails, tail_marks)):
             for s, e in mentions:
                 if s < b and a < e:
                     events.append((max(s, a), 1, open_mark))
@@ -224,11 +231,22 @@ def _pair_text(
     if prompt == "named":
         return text_slice(doc, *window)
     ranges = [window]
-    if prompt == "sentence":
+    if prompt in SENTENCE_PROMPTS:
         ranges = co_mention_sentences(doc, head, tail, window) or [window]
     heads = concept_mentions(doc, head, window)
     tails = concept_mentions(doc, tail, window)
+    if prompt == "typed":
+        return marked_text(doc, ranges, heads, tails, *typed_marks(head, tail))
     return marked_text(doc, ranges, heads, tails)
+
+
+def typed_marks(head: Concept, tail: Concept) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The ``typed`` prompt's marks: `HEAD_MARKS` and `TAIL_MARKS` with the concept's
+    type in the opening mark, e.g. ``[E1 ChemicalEntity]`` ... ``[/E1]``."""
+    return (
+        (f"{HEAD_MARKS[0][:-1]} {head.label}]", HEAD_MARKS[1]),
+        (f"{TAIL_MARKS[0][:-1]} {tail.label}]", TAIL_MARKS[1]),
+    )
 
 
 def build_example(
