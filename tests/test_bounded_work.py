@@ -151,3 +151,19 @@ def test_peak_rss_stays_flat(tiny_trained_dir):
     assert long_doc["growth_mib"] < LONG_DOCUMENT_GROWTH_MIB, long_doc
     # linear time: 48 s measured; the quadratic Doc.text reads took more than 10 minutes
     assert long_doc["seconds"] < LONG_DOCUMENT_SECONDS, long_doc
+
+
+def test_per_type_ner_asks_each_window_once_per_type(tiny_model_dir):
+    """``ner_prompt = "per_type"``: one answer per window and type, each parsed against
+    its type (an all-types answer per window otherwise)."""
+    nlp = spacy.blank("en")
+    labels = ["Gene", "Disease", "Chemical"]
+    config = {"model": str(tiny_model_dir), "tasks": ["entities"], "entity_labels": labels}
+    component = nlp.add_pipe("bio_relation_llm", config={**config, "ner_prompt": "per_type"})
+    nlp("BRCA1 mutations cause breast cancer. Tamoxifen lowers the risk.")
+    assert component.stats["ner_windows"] == 1
+    assert component.stats["ner_answers"] == len(labels)
+    component.configure(ner_prompt="all_types")
+    component.stats.clear()
+    nlp("BRCA1 mutations cause breast cancer. Tamoxifen lowers the risk.")
+    assert component.stats["ner_answers"] == 1

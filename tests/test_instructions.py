@@ -633,3 +633,30 @@ def test_train_documents_also_in_dev_are_dropped_and_counted(nlp, tmp_path):
     assert [r["id"] for r in _records(report.files["train"])] != []
     assert {r["id"] for r in _records(report.files["train"])} == {"cdr/p0", "cdr/p1"}
     assert "1 train docs also in dev dropped" in str(report)
+
+
+def test_per_type_ner_prompt_gives_one_example_per_window_and_type(biored, tmp_path):
+    """``ner_prompt = "per_type"``: each window is asked once per type, the type after
+    the text; each target is that type's one line, and the lines of one window, joined,
+    are the all-types target of the same window."""
+    config = _biored_config(biored)
+    config["instructions"]["sources"]["biored_ner"]["ner_prompt"] = "per_type"
+    del config["instructions"]["sources"]["biored_re"]
+    report = build_instructions(config, tmp_path / "out", progress=False)
+    records = _records(report.files["train"])
+    docs = _docs(biored["train"])
+    assert len(records) == len(docs) * len(ENTITY_LABELS)  # 1024 tokens: whole documents
+    by_doc: dict[str, dict[str, str]] = {}
+    for r in records:
+        assert r["prompt_format"] == "per_type"
+        _, doc_id, label = r["id"].split("/")
+        assert r["input"].endswith(f"\n\nEntity type: {label}")
+        assert r["output"].startswith(f"{label}: ") and "\n" not in r["output"]
+        by_doc.setdefault(doc_id, {})[label] = r["output"]
+    for doc_id, lines in by_doc.items():
+        whole = (0, len(docs[doc_id].text))
+        expected = ner.render_target(docs[doc_id], ENTITY_LABELS, whole)
+        assert "\n".join(lines[label] for label in ENTITY_LABELS) == expected
+    config["instructions"]["sources"]["biored_ner"]["ner_prompt"] = "per_label"
+    with pytest.raises(ValueError, match="ner_prompt"):
+        build_instructions(config, tmp_path / "bad", progress=False)

@@ -9,6 +9,7 @@ import spacy
 
 from spacy_bioreama.pipeline.adapter_prompts import (
     AdapterPromptError,
+    ner_prompt_for,
     relation_prompt_for,
     relation_rationale_for,
 )
@@ -112,6 +113,19 @@ def test_auto_relation_prompt_follows_the_adapter(tmp_path):
     _adapter_with_formats(tmp_path, ["named", "sentence"])
     with pytest.raises(AdapterPromptError, match="set relation_prompt"):
         relation_prompt_for(adapter, "auto")
+
+
+def test_auto_ner_prompt_follows_the_adapter(tmp_path):
+    assert ner_prompt_for(None, "auto") == ner_prompt_for(tmp_path, "auto") == "all_types"
+    meta = {"data": {"train": {"prompt_formats": {"re": ["sentence"], "ner": ["per_type"]}}}}
+    (tmp_path / "training_meta.json").write_text(json.dumps(meta))
+    assert ner_prompt_for(tmp_path, "auto") == "per_type"
+    assert ner_prompt_for(tmp_path, "all_types") == "all_types"
+    nlp_ = spacy.blank("en")
+    component = nlp_.add_pipe("bio_relation_llm", config={"adapter": str(tmp_path)})
+    assert component.effective_ner_prompt == "per_type"
+    with pytest.raises(ValueError, match="ner_prompt must be"):
+        nlp_.add_pipe("bio_relation_llm", name="other", config={"ner_prompt": "per_label"})
 
 
 def test_rationale_example_scores_each_labels_rationale(gold):  # noqa: F811

@@ -120,6 +120,25 @@ def test_ner_prompt_contains_window_only(nlp, gold):
     assert "Gene, Disease, Chemical" in example.instruction
 
 
+def test_per_type_ner_prompts_share_the_text_and_ask_one_type_last(gold):
+    examples = ner.window_examples(gold, LABELS, (47, 93), "per_type")
+    assert len(examples) == len(LABELS)
+    prefixes = set()
+    for label, example in zip(LABELS, examples, strict=True):
+        prompt = example.chat_prompt().user
+        assert prompt.endswith(f"Text: {TEXT[47:93]}\n\nEntity type: {label}")
+        prefixes.add(prompt[: -len(label)])
+        assert example.to_record()["prompt_format"] == "per_type"
+    assert len(prefixes) == 1  # identical up to the type: the backend prefills it once
+    (whole,) = ner.window_examples(gold, LABELS, (47, 93), "all_types")
+    assert whole.to_record()["prompt_format"] == "all_types"  # a mix would be noticed
+    assert examples[0].meta["labels"] == [LABELS[0]] and whole.meta["labels"] == LABELS
+    with pytest.raises(ValueError, match="asks for one type"):
+        ner.build_example(gold, LABELS, prompt="per_type")
+    with pytest.raises(ValueError, match="NER prompt must be one of"):
+        ner.build_example(gold, LABELS, prompt="per_label")
+
+
 def test_paraphrases_are_seeded(nlp, gold):
     import random
 

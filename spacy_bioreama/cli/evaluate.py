@@ -68,6 +68,13 @@ def evaluate(
             "adapter was trained on)."
         ),
     ] = None,
+    ner_prompt: Annotated[
+        str | None,
+        typer.Option(
+            help="NER prompt variant: all_types or per_type (default: the one the adapter "
+            "was trained on)."
+        ),
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option(help="Name of the setting (meta.name; the results page's ablation rows)."),
@@ -100,7 +107,7 @@ def evaluate(
     (end-to-end scores at the top level), a markdown table and the predictions."""
 
     from ..evaluation.tables import metrics_markdown
-    from ..tasks.names import TASK_RELATIONS
+    from ..tasks.names import TASK_ENTITIES, TASK_RELATIONS
     from ..util.cmdline import command_line
 
     nlp, component = build_pipeline(
@@ -114,6 +121,7 @@ def evaluate(
         none_threshold=none_threshold,
         max_pairs_per_window=max_pairs,
         relation_prompt=relation_prompt,
+        ner_prompt=ner_prompt,
         ner_copy_constraint=ner_copy_constraint,
         ner_window_tokens=ner_window_tokens,
     )
@@ -143,6 +151,7 @@ def evaluate(
         "calibration_source": component.calibration.source,
         "relation_prompt": component.effective_relation_prompt,
         "relation_answer": _answer_format(component.effective_relation_rationale),
+        "ner_prompt": component.effective_ner_prompt if TASK_ENTITIES in run_tasks else None,
         "tasks": run_tasks,
         "ner_copy_constraint": component.ner_copy_constraint,
         "ner_window_tokens": component.ner_window_tokens,

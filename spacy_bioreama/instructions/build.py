@@ -30,7 +30,8 @@ Task families
 - ``ner``: one example per document, all configured types (`ner.build_example` with
   ``with_target=True``). A document whose longest prompt + answer exceeds `max_length`
   is cut into windows with `split_windows` (sentence boundaries), shrinking the budget
-  until every window fits; one example per window.
+  until every window fits; one example per window (with ``ner_prompt = "per_type"``,
+  one per window and type).
 - ``re`` (BioRED, BC5CDR): document-level concept pairs, enumerated per window exactly
   as the component does (`collect_concepts`, `candidate_pairs`) and restricted to the
   type pairs of the train split's relations. Every positive pair is kept (target

@@ -54,7 +54,9 @@ that another corpus's mentions train BioRED's answers), ``negative_ratio``
 positive relations), ``rationale`` (re/pair: overrides the global switch), ``context``
 (pair: ``"document"`` (default) or ``"sentence"``, the sentence(s) holding the pair, for
 multi-sentence documents such as DDI), ``relation_prompt`` (re: ``"named"`` (default),
-``"marked"``, ``"sentence"`` or ``"typed"``; see `tasks/relation.py`).
+``"marked"``, ``"sentence"`` or ``"typed"``; see `tasks/relation.py`), ``ner_prompt``
+(ner: ``"all_types"`` (default), one prompt for every type, or ``"per_type"``, one
+prompt per type sharing the text prefix; see `tasks/ner.py`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from ..tasks.names import TASK_FAMILIES
+from ..tasks.ner import DEFAULT_NER_PROMPT, NER_PROMPTS
 from ..tasks.pair import PAIR_CONTEXTS
 from ..tasks.registry import tasks_reading
 from ..tasks.relation import DEFAULT_RELATION_PROMPT, RELATION_PROMPTS, parse_type_pairs
@@ -95,6 +98,7 @@ _TASK_KEYS = {
         "rationale",
         "context",
         "relation_prompt",
+        "ner_prompt",
         "labels",
     )
 }
@@ -172,6 +176,7 @@ class SourceConfig(BaseModel):
     rationale: bool | None = None
     context: Literal[PAIR_CONTEXTS] = "document"
     relation_prompt: Literal[RELATION_PROMPTS] = DEFAULT_RELATION_PROMPT
+    ner_prompt: Literal[NER_PROMPTS] = DEFAULT_NER_PROMPT
 
     @property
     def negative_ratio_set(self) -> bool:

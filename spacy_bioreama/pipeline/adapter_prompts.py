@@ -2,10 +2,10 @@
 
 Training records carry the variant that built them (`TaskExample.prompt_format`); the
 trainer lists them per task in ``training_meta.json`` (``data.train.prompt_formats``),
-which travels in the adapter folder. The component's ``relation_prompt = "auto"`` builds
-the prompts the adapter learned, so training and inference cannot drift apart; the same
-holds for the relation answer format (``data.train.answer_formats``: a rationale before
-the label, or the label alone).
+which travels in the adapter folder. The component's ``relation_prompt = "auto"`` (and
+``ner_prompt = "auto"``) builds the prompts the adapter learned, so training and
+inference cannot drift apart; the same holds for the relation answer format
+(``data.train.answer_formats``: a rationale before the label, or the label alone).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from ..tasks.names import NER, RE
+from ..tasks.ner import DEFAULT_NER_PROMPT, NER_PROMPTS
 from ..tasks.relation import DEFAULT_RELATION_PROMPT, RELATION_PROMPTS, Rationale
 
 META_FILE = "training_meta.json"
@@ -43,32 +45,51 @@ def trained_prompt_formats(
     return [f for f in formats if isinstance(f, str)] if isinstance(formats, list) else []
 
 
-def relation_prompt_for(adapter: str | os.PathLike | None, setting: str) -> str:
-    """The relation prompt variant to build: `setting`, or for ``"auto"`` the one the
-    adapter was trained on (`DEFAULT_RELATION_PROMPT` without a record). An adapter
-    trained on several variants needs an explicit setting."""
+def _prompt_for(
+    adapter: str | os.PathLike | None,
+    setting: str,
+    task: str,
+    known: tuple[str, ...],
+    default: str,
+    what: str,
+) -> str:
+    """The `task`'s prompt variant to build: `setting`, or for ``"auto"`` the one the
+    adapter was trained on (`default` without a record). An adapter trained on several
+    variants needs an explicit setting."""
     if setting != AUTO:
         return setting
-    formats = trained_prompt_formats(adapter, "re")
+    formats = trained_prompt_formats(adapter, task)
     if not formats:
-        return DEFAULT_RELATION_PROMPT
+        return default
     if len(formats) > 1:
         raise AdapterPromptError(
-            f"adapter {os.fspath(adapter)!r} was trained on the relation prompts {formats}; "
-            f"set relation_prompt to one of them"
+            f"adapter {os.fspath(adapter)!r} was trained on the {what} prompts {formats}; "
+            f"set {what}_prompt to one of them"
         )
-    if formats[0] not in RELATION_PROMPTS:
+    if formats[0] not in known:
         raise AdapterPromptError(
-            f"adapter {os.fspath(adapter)!r} was trained on relation prompt {formats[0]!r}, "
-            f"which this version does not know ({list(RELATION_PROMPTS)})"
+            f"adapter {os.fspath(adapter)!r} was trained on {what} prompt {formats[0]!r}, "
+            f"which this version does not know ({list(known)})"
         )
     return formats[0]
+
+
+def relation_prompt_for(adapter: str | os.PathLike | None, setting: str) -> str:
+    """The relation prompt variant to build (`_prompt_for`; default
+    `DEFAULT_RELATION_PROMPT`)."""
+    return _prompt_for(adapter, setting, RE, RELATION_PROMPTS, DEFAULT_RELATION_PROMPT, "relation")
+
+
+def ner_prompt_for(adapter: str | os.PathLike | None, setting: str) -> str:
+    """The NER prompt variant to build (`_prompt_for`; default `DEFAULT_NER_PROMPT`, as
+    for an adapter trained before NER records carried their variant)."""
+    return _prompt_for(adapter, setting, NER, NER_PROMPTS, DEFAULT_NER_PROMPT, "ner")
 
 
 def relation_rationale_for(adapter: str | os.PathLike | None) -> Rationale | None:
     """The rationale the adapter's relation answers were trained with (scored the same
     way at inference), or None where it was trained on direct answers."""
-    formats = trained_prompt_formats(adapter, "re", key="answer_formats")
+    formats = trained_prompt_formats(adapter, RE, key="answer_formats")
     if not formats:
         return None
     if len(formats) > 1:
@@ -85,6 +106,7 @@ def relation_rationale_for(adapter: str | os.PathLike | None) -> Rationale | Non
 __all__ = [
     "AUTO",
     "AdapterPromptError",
+    "ner_prompt_for",
     "relation_prompt_for",
     "relation_rationale_for",
     "trained_prompt_formats",

@@ -39,7 +39,7 @@ from ..tasks.relation import DIRECT_ANSWER
 from ..tasks.units import MIN_WINDOW_TOKENS
 from ..tasks.windows import split_windows
 from .adapter_integrity import HASHES_KEY, adapter_hashes, bytes_hashes, check_hashes
-from .adapter_prompts import relation_prompt_for, relation_rationale_for
+from .adapter_prompts import ner_prompt_for, relation_prompt_for, relation_rationale_for
 from .relation_calibration import (
     AUTO,
     RelationCalibration,
@@ -83,6 +83,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # "auto": the relation prompt variant the adapter was trained on (training_meta.json),
     # else "named"; or one of "named", "marked", "sentence", "typed" (tasks/relation.py)
     "relation_prompt": AUTO,
+    # "auto": the NER prompt variant the adapter was trained on (training_meta.json), else
+    # "all_types"; or "all_types" (one prompt per window) or "per_type" (tasks/ner.py)
+    "ner_prompt": AUTO,
     # "auto": the relation answer format the adapter was trained on (training_meta.json:
     # a rationale before the label, or the label alone), else "direct"; or "direct", or
     # "rationale" / a rationale's format, e.g. "rationale(sentences=2, negatives=quote)"
@@ -113,6 +116,7 @@ CONFIGURABLE = (
     "max_pairs_per_window",
     "max_pairs_per_doc",
     "relation_prompt",
+    "ner_prompt",
     "relation_answer",
     "relation_threshold",
     "none_threshold",
@@ -133,6 +137,7 @@ def validate_settings(
     max_pairs_per_window: int = 1,
     max_pairs_per_doc: int = 1,
     relation_prompt: str = AUTO,
+    ner_prompt: str = AUTO,
     relation_answer: str = AUTO,
     ner_copy_constraint: bool = False,
     ner_window_tokens: int | None = None,
@@ -177,6 +182,11 @@ def validate_settings(
         raise ValueError(
             f"bio_relation_llm: relation_prompt must be {AUTO!r} or one of "
             f"{list(re_task.RELATION_PROMPTS)}, got {relation_prompt!r}"
+        )
+    if ner_prompt != AUTO and ner_prompt not in ner.NER_PROMPTS:
+        raise ValueError(
+            f"bio_relation_llm: ner_prompt must be {AUTO!r} or one of "
+            f"{list(ner.NER_PROMPTS)}, got {ner_prompt!r}"
         )
     if relation_answer not in (AUTO, DIRECT_ANSWER):
         try:
@@ -230,6 +240,7 @@ def make_bio_relation_llm(
     max_pairs_per_window: int,
     max_pairs_per_doc: int,
     relation_prompt: str,
+    ner_prompt: str,
     relation_answer: str,
     relation_threshold: float,
     none_threshold: float | str | None,
@@ -257,6 +268,7 @@ def make_bio_relation_llm(
         max_pairs_per_window=max_pairs_per_window,
         max_pairs_per_doc=max_pairs_per_doc,
         relation_prompt=relation_prompt,
+        ner_prompt=ner_prompt,
         relation_answer=relation_answer,
         relation_threshold=relation_threshold,
         none_threshold=none_threshold,
@@ -294,6 +306,7 @@ class BioRelationLLM:
         max_pairs_per_window: int = 100,
         max_pairs_per_doc: int = 1000,
         relation_prompt: str = AUTO,
+        ner_prompt: str = AUTO,
         relation_answer: str = AUTO,
         relation_threshold: float = 0.0,
         none_threshold: float | str | None = AUTO,
@@ -314,6 +327,7 @@ class BioRelationLLM:
             max_pairs_per_window=max_pairs_per_window,
             max_pairs_per_doc=max_pairs_per_doc,
             relation_prompt=relation_prompt,
+            ner_prompt=ner_prompt,
             relation_answer=relation_answer,
             ner_copy_constraint=ner_copy_constraint,
             ner_window_tokens=ner_window_tokens,
@@ -335,6 +349,7 @@ class BioRelationLLM:
         self.max_pairs_per_window = max_pairs_per_window
         self.max_pairs_per_doc = max_pairs_per_doc
         self.relation_prompt = relation_prompt
+        self.ner_prompt = ner_prompt
         self.relation_answer = relation_answer
         self.relation_threshold = relation_threshold
         self.none_threshold = none_threshold
@@ -358,6 +373,7 @@ class BioRelationLLM:
         self._window_budget: int | None = None
         self._calibration: tuple[str | None, RelationCalibration] | None = None
         self._relation_prompt: tuple[tuple[str | None, str], str] | None = None
+        self._ner_prompt: tuple[tuple[str | None, str], str] | None = None
         self._relation_rationale: tuple[tuple, re_task.Rationale | None] | None = None
         self._warned_type_pairs = False
         self.stats: Counter[str] = Counter()
@@ -418,6 +434,15 @@ class BioRelationLLM:
         return self._relation_prompt[1]
 
     @property
+    def effective_ner_prompt(self) -> str:
+        """The NER prompt variant built: `ner_prompt`, or for ``"auto"`` the one the
+        adapter was trained on (`adapter_prompts.ner_prompt_for`)."""
+        key = (self.adapter, self.ner_prompt)
+        if self._ner_prompt is None or self._ner_prompt[0] != key:
+            self._ner_prompt = (key, ner_prompt_for(*key))
+        return self._ner_prompt[1]
+
+    @property
     def effective_relation_rationale(self) -> re_task.Rationale | None:
         """The rationale relation answers are scored with (each label's, evidence first):
         `relation_answer`, or for ``"auto"`` the one the adapter was trained with
@@ -446,7 +471,12 @@ class BioRelationLLM:
         (chat template included), keeping `PROMPT_MARGIN_TOKENS` for entity names."""
         if self._window_budget is None:
             empty = self.nlp.make_doc("")
-            examples = [ner.build_example(empty, self.entity_labels)]
+            # without the entities task the NER prompt still sizes the windows (as it
+            # always has), but the adapter's NER variant is not looked up
+            prompt = ner.DEFAULT_NER_PROMPT
+            if TASK_ENTITIES in self.tasks:
+                prompt = self.effective_ner_prompt
+            examples = ner.window_examples(empty, self.entity_labels, None, prompt)
             margin = PROMPT_MARGIN_TOKENS
             if TASK_RELATIONS in self.tasks:
                 nobody = re_task.Concept("", "", "", (0, 0))
@@ -500,10 +530,12 @@ class BioRelationLLM:
         return docs
 
     def _predict_entities(self, docs: list[Doc], windows: list[list[tuple[int, int]]]) -> None:
+        prompt = self.effective_ner_prompt
         examples = [
-            (i, ner.build_example(doc, self.entity_labels, window))
+            (i, example)
             for i, doc in enumerate(docs)
             for window in windows[i]
+            for example in ner.window_examples(doc, self.entity_labels, window, prompt)
         ]
         copy = None
         if self.ner_copy_constraint:
@@ -519,7 +551,7 @@ class BioRelationLLM:
         for (i, example), generation in zip(examples, generations, strict=True):
             if generation is None:
                 continue
-            parsed = ner.parse_answer(generation.text, self.entity_labels)
+            parsed = ner.parse_answer(generation.text, example.meta["labels"])
             self.stats["ner_answers"] += 1
             self.stats["ner_lines_ended_repeating"] += generation.lines_ended
             self.stats["ner_copy_redirected_steps"] += generation.copy_redirected

@@ -134,6 +134,7 @@ LATER_ANSWER_SETTINGS = {
     "relation_prompt": "auto",
     "ner_window_tokens": None,
     "relation_answer": "auto",
+    "ner_prompt": "auto",
 }
 
 

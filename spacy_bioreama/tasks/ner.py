@@ -8,6 +8,17 @@ The answer has one line per requested type, in the order the instruction lists t
 Listing each surface form once (not every mention) keeps answers short; grounding then
 marks every occurrence of a listed form in the text, as PubTator corpora annotate every
 mention. The same module renders gold targets for training and parses model answers.
+
+Two prompt variants (`NER_PROMPTS`, the ``ner_prompt`` setting of the instruction
+builder and the component; records carry it as ``prompt_format``, so that an adapter
+tells the component which one it learned, and a mix of both is noticed):
+
+* ``all_types`` (default): one prompt per window asks for every type, as above;
+* ``per_type``: one prompt per window and type, the text first and the type last
+  (``Entity type: ChemicalEntity``), answered by that type's one line. A window's prompts
+  share everything up to the type, so the backend prefills the text once for all of
+  them (`models.prefix_cache`); each answer is one short line, so a type is never
+  starved by a long list of another.
 """
 
 from __future__ import annotations
@@ -64,6 +75,24 @@ INSTRUCTIONS = (
     "if absent), using the exact words of the text.",
 )
 
+PER_TYPE_INSTRUCTIONS = (
+    "Extract every mention of the biomedical entity type named after the text. Answer "
+    "with one line 'Type: mention ... mention', copying each mention exactly as written; "
+    "write 'Type: None' if the text has no mention of it.",
+    "Find all entities of the type given below the passage. Write one line 'Type: mention "
+    "... mention' with the mentions copied verbatim, or 'Type: None' if there are none.",
+    "You are a biomedical annotator. List the mentions of the entity type named after the "
+    "text, as one line 'Type: mention ... mention'; use 'Type: None' when it does not "
+    "occur. Copy mentions exactly.",
+    "Named entity recognition for one entity type (given after the text). Output one line: "
+    "the type, a colon, then its mentions from the text separated by ' ... ', or None.",
+    "Read the biomedical text and identify every mention of the entity type named at the "
+    "end. Reply with one line 'Type: mention ... mention' ('Type: None' if absent), using "
+    "the exact words of the text.",
+)
+NER_PROMPTS = ("all_types", "per_type")
+DEFAULT_NER_PROMPT = "all_types"
+
 # "Type: a ... b", tolerating a bullet or a number before the type ("- ", "2. ").
 _LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)])?\s*([A-Za-z][\w /-]*?)\s*:\s*(.*?)\s*$")
 
@@ -77,6 +106,13 @@ class ParsedEntities:
     unknown_labels: int
 
 
+def check_ner_prompt(prompt: str) -> str:
+    """`prompt` when it names a variant of `NER_PROMPTS`, else a ValueError."""
+    if prompt not in NER_PROMPTS:
+        raise ValueError(f"NER prompt must be one of {list(NER_PROMPTS)}, got {prompt!r}")
+    return prompt
+
+
 def build_example(
     doc: Doc,
     labels: Sequence[str],
@@ -85,19 +121,40 @@ def build_example(
     with_target: bool = False,
     rng: random.Random | None = None,
     label_map: Mapping[str, str] | None = None,
+    prompt: str = DEFAULT_NER_PROMPT,
 ) -> TaskExample:
-    """The NER example for `doc` (or the character window of it); `label_map` renames
-    the gold mentions' types in the target (`render_target`)."""
+    """The NER example for `doc` (or the character window of it), in the `prompt`
+    variant of `NER_PROMPTS` (``per_type``: `labels` holds the one type asked);
+    `label_map` renames the gold mentions' types in the target (`render_target`)."""
     start, end = window if window is not None else (0, text_length(doc))
-    instruction = pick_instruction(INSTRUCTIONS, rng).format(types=", ".join(labels))
+    text = f"Text: {text_slice(doc, start, end)}"
+    if check_ner_prompt(prompt) == "per_type":
+        if len(labels) != 1:
+            raise ValueError(f"a per_type NER prompt asks for one type, got {list(labels)}")
+        instruction = pick_instruction(PER_TYPE_INSTRUCTIONS, rng)
+        text = f"{text}\n\nEntity type: {labels[0]}"
+    else:
+        instruction = pick_instruction(INSTRUCTIONS, rng).format(types=", ".join(labels))
     target = render_target(doc, labels, (start, end), label_map) if with_target else None
     return TaskExample(
         task=TASK_NAME,
         instruction=instruction,
-        input=f"Text: {text_slice(doc, start, end)}",
+        input=text,
         output=target,
-        meta={"window": (start, end)},
+        # the types asked: an answer is parsed against these only
+        meta={"window": (start, end), "labels": list(labels)},
+        prompt_format=prompt,
     )
+
+
+def window_examples(
+    doc: Doc, labels: Sequence[str], window: tuple[int, int] | None, prompt: str
+) -> list[TaskExample]:
+    """What the component asks about one window: one prompt for all `labels`, or with
+    ``per_type`` one per label (in `labels`' order), sharing the text prefix."""
+    if prompt == "per_type":
+        return [build_example(doc, [label], window, prompt=prompt) for label in labels]
+    return [build_example(doc, labels, window, prompt=prompt)]
 
 
 def render_target(
@@ -266,30 +323,42 @@ def plan_source(train: Sequence[Doc], source: SourceLike, where: str) -> SourceP
 
 def make_units(doc: Doc, doc_id: str, source: SourceLike, context: UnitContext) -> list[Unit]:
     """The NER units of `doc`: the whole document, or the windows that make its longest
-    prompt plus answer fit `max_length`."""
+    prompt plus answer fit `max_length`; with ``ner_prompt = "per_type"``, one unit per
+    window and type."""
     labels = context.labels
+    prompt = check_ner_prompt(source.ner_prompt)
+    asked = [[label] for label in labels] if prompt == "per_type" else [list(labels)]
     index = context.longest_template(
-        "ner/" + ",".join(labels),
-        INSTRUCTIONS,
-        lambda r: build_example(Doc(Vocab()), labels, rng=r),
+        f"ner/{prompt}/" + ",".join(labels),
+        PER_TYPE_INSTRUCTIONS if prompt == "per_type" else INSTRUCTIONS,
+        lambda r: max(
+            (build_example(Doc(Vocab()), types, rng=r, prompt=prompt) for types in asked),
+            key=context.measure.prompt,
+        ),
     )
 
-    def worst(window: tuple[int, int]) -> int:
-        ex = build_example(
-            doc, labels, window, with_target=True, rng=FixedPick(index), label_map=source.label_map
+    def example(window: tuple[int, int], types: list[str], rng) -> TaskExample:
+        return build_example(
+            doc, types, window, with_target=True, rng=rng, label_map=source.label_map, prompt=prompt
         )
-        return context.measure.prompt(ex) + context.measure.answer(ex.output)
+
+    def worst(window: tuple[int, int]) -> int:
+        return max(
+            context.measure.prompt(ex) + context.measure.answer(ex.output)
+            for ex in (example(window, types, FixedPick(index)) for types in asked)
+        )
 
     windows = context.fit_windows(doc, worst)
     units = [
         Unit(
-            f"{source.name}/{doc_id}" + window_suffix(k, windows),
+            f"{source.name}/{doc_id}"
+            + window_suffix(k, windows)
+            + (f"/{types[0]}" if prompt == "per_type" else ""),
             None,
-            lambda rng, window=window: build_example(
-                doc, labels, window, with_target=True, rng=rng, label_map=source.label_map
-            ),
+            lambda rng, window=window, types=types: example(window, types, rng),
         )
         for k, window in enumerate(windows)
+        for types in asked
     ]
     context.stats["windows"] += len(windows)
     return units
@@ -303,7 +372,7 @@ UNITS = UnitTask(
     NER,
     plan_source,
     make_units,
-    options=frozenset({"labels", "label_map"}),
+    options=frozenset({"labels", "label_map", "ner_prompt"}),
     windowed=True,
     tally=_answer_types,
     tally_name="ner (entity forms)",

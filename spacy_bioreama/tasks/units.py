@@ -84,6 +84,7 @@ class SourceLike(Protocol):
     type_pairs: tuple[str, ...] | None
     context: str
     relation_prompt: str
+    ner_prompt: str
 
 
 @dataclass
