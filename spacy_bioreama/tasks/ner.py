@@ -148,14 +148,23 @@ def build_example(
     )
 
 
+def asked_types(labels: Sequence[str], prompt: str) -> list[list[str]]:
+    """The types each prompt of a window asks for: all `labels` in one prompt, or with
+    ``per_type`` one label per prompt (in `labels`' order). Training and inference both
+    split a window this way."""
+    if check_ner_prompt(prompt) == "per_type":
+        return [[label] for label in labels]
+    return [list(labels)]
+
+
 def window_examples(
     doc: Doc, labels: Sequence[str], window: tuple[int, int] | None, prompt: str
 ) -> list[TaskExample]:
-    """What the component asks about one window: one prompt for all `labels`, or with
-    ``per_type`` one per label (in `labels`' order), sharing the text prefix."""
-    if prompt == "per_type":
-        return [build_example(doc, [label], window, prompt=prompt) for label in labels]
-    return [build_example(doc, labels, window, prompt=prompt)]
+    """What the component asks about one window (`asked_types`); a window's per-type
+    prompts share the text prefix."""
+    return [
+        build_example(doc, types, window, prompt=prompt) for types in asked_types(labels, prompt)
+    ]
 
 
 def render_target(
@@ -327,8 +336,8 @@ def make_units(doc: Doc, doc_id: str, source: SourceLike, context: UnitContext) 
     prompt plus answer fit `max_length`; with ``ner_prompt = "per_type"``, one unit per
     window and type."""
     labels = context.labels
-    prompt = check_ner_prompt(source.ner_prompt)
-    asked = [[label] for label in labels] if prompt == "per_type" else [list(labels)]
+    prompt = source.ner_prompt
+    asked = asked_types(labels, prompt)
     index = context.longest_template(
         f"ner/{prompt}/" + ",".join(labels),
         PER_TYPE_INSTRUCTIONS if prompt == "per_type" else INSTRUCTIONS,
