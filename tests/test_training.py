@@ -195,6 +195,20 @@ def test_answer_only_logits_loss_equals_model_loss(tiny_model_dir, tiny_backend)
             assert torch.allclose(fast_summed, reference / 2, atol=1e-5)
 
 
+def test_mean_logged_loss_weights_each_log_by_its_steps():
+    from spacy_bioreama.training.trainer import mean_logged_loss
+
+    history = [
+        {"step": 5, "loss": 1.0},
+        {"step": 5, "eval_loss": 9.0},  # evaluations are not training losses
+        {"step": 10, "loss": 0.5},
+        {"step": 12, "loss": 2.0},  # a last, shorter window: 2 steps
+        {"train_runtime": 3.0, "step": 12},
+    ]
+    assert mean_logged_loss(history) == pytest.approx((5 * 1.0 + 5 * 0.5 + 2 * 2.0) / 12)
+    assert mean_logged_loss([{"step": 3, "eval_loss": 1.0}]) is None
+
+
 # ------------------------------------------------------------------------ training
 def test_three_step_run_writes_loadable_adapter_and_log(tiny_model_dir, data, tmp_path):
     from spacy_bioreama.models import load_backend
@@ -223,6 +237,9 @@ def test_three_step_run_writes_loadable_adapter_and_log(tiny_model_dir, data, tm
     assert log[0]["event"] == "start"
     steps = [r for r in log if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3]
+    # train_loss is the last logged loss, train_loss_mean the run's (one step per log here)
+    assert meta["train_loss"] == pytest.approx(steps[-1]["loss"])
+    assert meta["train_loss_mean"] == pytest.approx(sum(r["loss"] for r in steps) / 3)
     for r in steps:
         assert r["loss"] > 0 and r["tokens_per_s"] > 0 and "learning_rate" in r
     assert [r["step"] for r in log if "eval_loss" in r] == [2, 3]
@@ -366,6 +383,9 @@ def test_kill_and_resume(tiny_model_dir, data, tmp_path):
     before = [r["step"] for r in log[:resume_at] if "loss" in r]
     after = [r["step"] for r in log[resume_at:] if "loss" in r]
     assert before == [1, 2, 3] and after == [4, 5, 6, 7, 8]  # global_step continues
+    # the mean covers the steps before the kill too (from the checkpoint's log history)
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert meta["train_loss_mean"] == pytest.approx(sum(losses) / 8)
     assert all(r.get("loss") != 123.0 for r in log)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "checkpoint-6",

@@ -13,8 +13,8 @@ and its best label. From those, without running the model again:
   (`tasks.relation.decide`) depends on P(None) alone;
 - a **label bias** (`fit_label_bias`): one offset per relation label, added to log
   P(label) when a related pair is typed, so that a tuned model's lean towards one label
-  (the best adapter read most positive correlations as negative) is corrected on
-  held-back documents rather than on dev.
+  (the best adapter read more positive correlations as negative, 99 of 352 on dev,
+  than as positive, 4) is corrected on held-back documents rather than on dev.
 """
 
 from __future__ import annotations

@@ -25,18 +25,21 @@ class TrainResult:
     adapter_dir: Path
     global_step: int
     resumed_from_step: int | None
-    train_loss: float | None
+    train_loss: float | None  # the last logged loss (its `logging_steps` steps only)
     dev_loss: float | None
     tokens_per_second: float
     peak_rss_bytes: int
     wall_time_s: float
     already_complete: bool = False
+    train_loss_mean: float | None = None  # over every step of the run
     meta: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         """The one-line report printed at the end of training."""
         dev = f"{self.dev_loss:.4f}" if self.dev_loss is not None else "n/a"
         loss = f"{self.train_loss:.4f}" if self.train_loss is not None else "n/a"
+        if self.train_loss_mean is not None:
+            loss = f"{loss} (last steps; mean {self.train_loss_mean:.4f})"
         resumed = (
             f" (resumed from step {self.resumed_from_step})"
             if self.resumed_from_step is not None
@@ -58,6 +61,7 @@ def result_from_meta(output_dir: Path, meta: Mapping[str, Any], wall: float) -> 
         global_step=int(meta.get("global_step", 0)),
         resumed_from_step=meta.get("resumed_from_step"),
         train_loss=meta.get("train_loss"),
+        train_loss_mean=meta.get("train_loss_mean"),
         dev_loss=meta.get("dev_loss"),
         tokens_per_second=float(meta.get("tokens_per_second", 0.0)),
         peak_rss_bytes=int(meta.get("peak_rss_bytes", 0)),
@@ -156,6 +160,7 @@ def training_meta(
         "resumed_from_step": result.resumed_from_step,
         "steps_this_run": steps_run,
         "train_loss": result.train_loss,
+        "train_loss_mean": result.train_loss_mean,
         "dev_loss": result.dev_loss,
         "data": {
             "train": asdict(train_stats),

@@ -256,6 +256,23 @@ class RunLog:
         self.train_seconds = self.train_seconds or (time.perf_counter() - self.t0)
 
 
+def mean_logged_loss(log_history: list[Mapping[str, Any]]) -> float | None:
+    """The training loss averaged over every step of the run, resumed parts included:
+    each logged loss is the mean of the steps since the previous one, so it is weighted
+    by their number. (The last logged loss alone covers only `logging_steps` examples:
+    with batch 1 it moves by a factor of two between runs that learned alike.)"""
+    total = 0.0
+    steps = previous = 0
+    for entry in log_history:
+        if "loss" not in entry or "step" not in entry:
+            continue
+        step = int(entry["step"])
+        total += float(entry["loss"]) * (step - previous)
+        steps += step - previous
+        previous = step
+    return total / steps if steps else None
+
+
 def log_callback_class():
     """`RunLog` as a `transformers.TrainerCallback` (defined lazily: transformers loads
     on first use)."""
