@@ -169,6 +169,40 @@ def test_spacy_ner_scoring_uses_strict_mentions(nlp):
     assert metrics["run"]["docs"] == 1
 
 
+def test_baseline_spacy_ner_command_trains_scores_and_records_where(nlp, tmp_path, monkeypatch):
+    """The whole command: spacy train (the project's config, a few steps), model-last
+    scored on the gold documents, and the record of what the run depended on."""
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the project's configs/
+    DocBin(docs=[gold_doc(nlp)] * 4, store_user_data=True).to_disk(tmp_path / "gold.spacy")
+    out = tmp_path / "spacy_ner.json"
+    args = [
+        "baseline-spacy-ner",
+        str(tmp_path / "gold.spacy"),
+        "--train",
+        str(tmp_path / "gold.spacy"),
+        "--model-dir",
+        str(tmp_path / "model"),
+        "--output",
+        str(out),
+        "--training.max_steps",
+        "4",
+        "--training.eval_frequency",
+        "2",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    meta = metrics["meta"]
+    assert meta["documents"] == 4 and meta["model"] == str(tmp_path / "model" / "model-last")
+    assert 0.0 <= metrics["ents_f"] <= 1.0 and metrics["rel_micro_f"] is None
+    assert meta["train_seconds"] > 0
+    assert "--training.max_steps 4" in meta["train_command"]
+    assert set(meta["versions"]) == {"spacy", "thinc", "numpy", "blis"}
+    assert meta["versions"]["spacy"] == spacy.__version__
+    if Path("/proc/cpuinfo").exists():
+        assert meta["cpu"] and " family " in meta["cpu"]
+
+
 def test_spacy_llm_ner_v3_runs_on_our_model(tiny_model_dir, nlp):
     llm_nlp = spacy_llm_ner_pipeline(str(tiny_model_dir), max_new_tokens=8, device="cpu")
     task = llm_nlp.get_pipe("llm").task

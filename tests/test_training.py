@@ -232,6 +232,7 @@ def test_three_step_run_writes_loadable_adapter_and_log(tiny_model_dir, data, tm
     assert meta["config"]["training"]["max_steps"] == 3
     assert meta["answer_only_logits"] is True  # the fast loss agreed with the model's
     assert set(meta["versions"]) >= {"torch", "transformers", "peft"}
+    assert meta["cpu"] is None or " family " in meta["cpu"]  # where the run was measured
 
     log = read_log(out / "train_log.jsonl")
     assert log[0]["event"] == "start"

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..util.resources import cpu_has_bf16
+from ..util.resources import cpu_description, cpu_has_bf16
 from .config import TrainConfig
 from .data import DataStats
 from .rundir import ADAPTER_NAME, timestamp
@@ -173,6 +173,7 @@ def training_meta(
         "device": precision.device,
         "precision": precision.name,
         "cpu_bf16": cpu_has_bf16(),
+        "cpu": cpu_description(),
         "torch_threads": _torch_threads(),
         "qlora": t.qlora,
         "train_runtime_s": round(timing.train_seconds, 3),

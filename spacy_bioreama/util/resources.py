@@ -1,4 +1,5 @@
-"""Resource figures reported by training, annotation and the benchmark."""
+"""Resource figures reported by training, annotation and the benchmark, and the machine
+and package versions a figure was measured with."""
 
 from __future__ import annotations
 
@@ -30,6 +31,42 @@ def cpu_has_bf16() -> bool:
     except OSError:
         pass
     return False
+
+
+def cpu_description() -> str | None:
+    """The CPU a figure was measured on, e.g. ``AuthenticAMD family 26 model 2 (AMD
+    EPYC)`` (Linux `/proc/cpuinfo`; None elsewhere). Sessions here land on different
+    CPUs, and numeric kernels (BLIS, oneDNN) choose their code paths by CPU, so a result
+    that moves between two runs of the same command should say where each ran."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return None
+    if not fields:
+        return None
+    vendor = fields.get("vendor_id", "unknown vendor")
+    name = fields.get("model name", "")
+    shape = f"{vendor} family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
+    return f"{shape} ({name})" if name else shape
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of the distributions `names` (those not installed are left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def limit_torch_threads(cores: int | None = None) -> int:
