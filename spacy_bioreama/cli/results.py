@@ -185,9 +185,9 @@ def _spacy_train(args: list[str], record_path: Path) -> None:
         "train_command": shown,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "cpu_count": os.cpu_count(),
-        # spaCy's CPU training is repeatable on one machine and these versions, not across
-        # them: with the same config and corpus it gave NER F1 68.2 on 2026-12-02/04 and
-        # 66.3 on 2026-12-07 (an AMD EPYC), every run there alike
+        # spaCy's CPU training repeats exactly on one machine, yet with the same config and
+        # corpus it gave NER F1 68.2 on 2026-12-02/04 and 66.3 on 2026-12-07 (an AMD
+        # EPYC): record what can explain such a move
         "cpu": cpu_description(),
         "versions": package_versions(SPACY_TRAIN_PACKAGES),
     }
