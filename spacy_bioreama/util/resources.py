@@ -20,24 +20,9 @@ def available_cores() -> int:
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has native bf16 instructions (Linux `/proc/cpuinfo` flags; False
-    where the file cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return any(flag in line.split() for flag in CPU_BF16_FLAGS)
-    except OSError:
-        pass
-    return False
-
-
-def cpu_description() -> str | None:
-    """The CPU a figure was measured on, e.g. ``AuthenticAMD family 26 model 2 (AMD
-    EPYC)`` (Linux `/proc/cpuinfo`; None elsewhere). Sessions here land on different
-    CPUs, and numeric kernels (BLIS, oneDNN) choose their code paths by CPU, so a result
-    that moves between two runs of the same command should say where each ran."""
+def _first_cpu_fields() -> dict[str, str]:
+    """The first processor's block of Linux `/proc/cpuinfo` as fields (empty where the
+    file cannot be read)."""
     fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
@@ -47,7 +32,23 @@ def cpu_description() -> str | None:
                 key, _, value = line.partition(":")
                 fields[key.strip()] = value.strip()
     except OSError:
-        return None
+        pass
+    return fields
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 instructions (Linux `/proc/cpuinfo` flags; False
+    where the file cannot be read)."""
+    flags = _first_cpu_fields().get("flags", "").split()
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+def cpu_description() -> str | None:
+    """The CPU a figure was measured on, e.g. ``AuthenticAMD family 26 model 2 (AMD
+    EPYC)`` (Linux `/proc/cpuinfo`; None elsewhere). Sessions here land on different
+    CPUs, and numeric kernels (BLIS, oneDNN) choose their code paths by CPU, so a result
+    that moves between two runs of the same command should say where each ran."""
+    fields = _first_cpu_fields()
     if not fields:
         return None
     vendor = fields.get("vendor_id", "unknown vendor")
