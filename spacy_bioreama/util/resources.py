@@ -20,12 +20,15 @@ def available_cores() -> int:
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def _first_cpu_fields() -> dict[str, str]:
+CPUINFO_PATH = "/proc/cpuinfo"
+
+
+def _first_cpu_fields(path: str = CPUINFO_PATH) -> dict[str, str]:
     """The first processor's block of Linux `/proc/cpuinfo` as fields (empty where the
     file cannot be read)."""
     fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+        with open(path, encoding="ascii", errors="replace") as f:
             for line in f:
                 if not line.strip():
                     break  # the first processor's block is enough
@@ -36,19 +39,19 @@ def _first_cpu_fields() -> dict[str, str]:
     return fields
 
 
-def cpu_has_bf16() -> bool:
+def cpu_has_bf16(cpuinfo: str = CPUINFO_PATH) -> bool:
     """Whether this CPU has native bf16 instructions (Linux `/proc/cpuinfo` flags; False
     where the file cannot be read)."""
-    flags = _first_cpu_fields().get("flags", "").split()
+    flags = _first_cpu_fields(cpuinfo).get("flags", "").split()
     return any(flag in flags for flag in CPU_BF16_FLAGS)
 
 
-def cpu_description() -> str | None:
+def cpu_description(cpuinfo: str = CPUINFO_PATH) -> str | None:
     """The CPU a figure was measured on, e.g. ``AuthenticAMD family 26 model 2 (AMD
     EPYC)`` (Linux `/proc/cpuinfo`; None elsewhere). Sessions here land on different
     CPUs, and numeric kernels (BLIS, oneDNN) choose their code paths by CPU, so a result
     that moves between two runs of the same command should say where each ran."""
-    fields = _first_cpu_fields()
+    fields = _first_cpu_fields(cpuinfo)
     if not fields:
         return None
     vendor = fields.get("vendor_id", "unknown vendor")
