@@ -2,14 +2,15 @@
 
 import json
 import tarfile
+from pathlib import Path
 
 import spacy
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-from spacy_bioreama.cli._util import app
+from spacy_bioreama.cli._util import DATA_DIR_ENV, app, default_data_dir
 from spacy_bioreama.evaluation.calibration import pair_scores
-from tests.conftest import TRAINED_ENTITY_LABELS, make_trained_gold_doc
+from tests.conftest import TRAINED_ENTITY_LABELS, TRAINED_RELATION_LABELS, make_trained_gold_doc
 
 runner = CliRunner()
 
@@ -28,6 +29,16 @@ def test_help_lists_commands():
         assert command in result.output
 
 
+def test_default_data_dir_is_shared_beside_the_checkout(monkeypatch, tmp_path):
+    """Without $BIOREAMA_DATA_DIR the corpora are read from ../shared/data beside the
+    checkout (where CI and the README put them), not from inside it."""
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    checkout = Path(__file__).resolve().parents[1]
+    assert default_data_dir() == checkout.parent / "shared" / "data"
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    assert default_data_dir() == tmp_path
+
+
 def test_convert_reports_counts_and_bad_input(tmp_path):
     good = tmp_path / "gad.tsv"
     good.write_text("@GENE$ is linked to @DISEASE$.\t1\nNo link of @GENE$ with @DISEASE$.\t0\n")
@@ -43,13 +54,36 @@ def test_convert_reports_counts_and_bad_input(tmp_path):
     assert "bad.tsv:2" in result.output
 
 
+def _trained_pipeline(model_dir, path):
+    """A saved pipeline whose labels are the tiny trained model's (every pair allowed)."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "bio_relation_llm",
+        config={
+            "model": str(model_dir),
+            "entity_labels": TRAINED_ENTITY_LABELS,
+            "relation_labels": TRAINED_RELATION_LABELS,
+            "relation_type_pairs": [],
+            "max_new_tokens": 40,
+            "max_prompt_tokens": 256,
+        },
+    )
+    nlp.to_disk(path)
+    return path
+
+
 def test_evaluate_and_compare(tiny_trained_dir, tmp_path):
     gold = _gold_docbin(tmp_path)
-    args = ["evaluate", str(gold), "--model", str(tiny_trained_dir), "--device", "cpu"]
+    pipeline = _trained_pipeline(tiny_trained_dir, tmp_path / "pipeline")
     result = runner.invoke(
         app,
         [
-            *args,
+            "evaluate",
+            str(gold),
+            "--pipeline",
+            str(pipeline),
+            "--device",
+            "cpu",
             "--output",
             str(tmp_path / "m.json"),
             "--markdown",
@@ -62,19 +96,20 @@ def test_evaluate_and_compare(tiny_trained_dir, tmp_path):
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "m.json").read_text())
-    # the gold-entity run's documents keep every pair it scored (none here: the default
-    # relation type pairs are BioRED's; `calibrate` below scores some)
+    # the model answers its training document exactly: end to end and with gold entities
+    assert metrics["ents_f"] == 1.0 and metrics["rel_micro_f"] == 1.0
+    assert metrics["gold_entities"]["rel_micro_f"] == metrics["gold_entities"]["rel_pair_f"] == 1.0
+    # the gold-entity run's documents keep every pair it scored: all 6 of 4 concepts
     (scored,) = DocBin().from_disk(tmp_path / "pairs.spacy").get_docs(spacy.blank("en").vocab)
     stats = metrics["gold_entities"]["run"]["stats"]
-    assert len(pair_scores(scored)) == stats.get("re_pairs", 0)
-    # the component's default labels are BioRED's, the tiny model's are not: NER finds
-    # nothing it may keep, so scores are 0, but every key is there
-    assert set(metrics) >= {"ents_f", "rel_micro_f", "rel_pair_f", "gold_entities", "meta"}
+    assert len(pair_scores(scored)) == stats["re_pairs"] == 6
     assert metrics["meta"]["documents"] == 1
     # the tasks of the end-to-end run, not the gold-entity run's relations alone
     assert metrics["meta"]["tasks"] == ["entities", "relations"]
     assert "| NER (strict mentions) |" in (tmp_path / "m.md").read_text()
-    assert (tmp_path / "pred.spacy").exists()
+    (predicted,) = DocBin().from_disk(tmp_path / "pred.spacy").get_docs(spacy.blank("en").vocab)
+    assert [e.text for e in predicted.ents] == ["BRCA1", "PALB2", "breast cancer", "aspirin"]
+    assert len(predicted._.relations) == 2
     result = runner.invoke(
         app,
         [
@@ -88,10 +123,10 @@ def test_evaluate_and_compare(tiny_trained_dir, tmp_path):
     assert result.exit_code == 0, result.output
     # F1 with its bootstrap interval over documents (one document: a point)
     assert (
-        "| NER F1 (strict mentions) | 0.0 (0.0–0.0) | 0.0 (0.0–0.0) |"
+        "| NER F1 (strict mentions) | 100.0 (100.0–100.0) | 100.0 (100.0–100.0) |"
         in (tmp_path / "c.md").read_text()
     )
-    assert metrics["intervals"]["ents_f"] == [0.0, 0.0]
+    assert metrics["intervals"]["ents_f"] == [1.0, 1.0]
     assert set(metrics["gold_entities"]["intervals"]) >= {"rel_pair_f", "rel_micro_f"}
 
 

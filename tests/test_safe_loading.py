@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from spacy_bioreama.models import load_backend
 from spacy_bioreama.models.backend import ChatPrompt
 from spacy_bioreama.models.cache_api import cache_argument
 from spacy_bioreama.pipeline.adapter_integrity import AdapterIntegrityError
+from spacy_bioreama.tasks import relation as re_task
 from tests.conftest import TRAINED_RELATION_LABELS, make_trained_gold_doc
 
 
@@ -189,10 +191,27 @@ def test_injected_text_cannot_create_labels_outside_the_label_set(tiny_trained_d
     set_entities(
         doc, [doc.char_span(e.start_char, e.end_char, e.label_, kb_id=e.kb_id_) for e in gold.ents]
     )
-    doc = nlp(doc)
     component = nlp.get_pipe("bio_relation_llm")
-    assert component.stats["re_pairs"] == 6
-    assert doc._.relations and {r.label for r in doc._.relations} <= set(TRAINED_RELATION_LABELS)
+    allowed = set(re_task.answer_choices(TRAINED_RELATION_LABELS))
+    asked: list[set[str]] = []
+    real_generate = component.backend.generate
+
+    def obeying_the_injection(prompts, *, choices=None, **kwargs):
+        """The real answers, each then replaced by the label the injected text asks for:
+        what a backend that ignored the constraint could return."""
+        asked.extend(set(options) for options in choices or [])
+        return [
+            replace(g, text="Treats") for g in real_generate(prompts, choices=choices, **kwargs)
+        ]
+
+    component.backend.generate = obeying_the_injection
+    doc = nlp(doc)
+    # every relation answer was decoded among the label set and the no-relation answer
+    assert len(asked) == component.stats["re_pairs"] == 6
+    assert all(options == allowed for options in asked)
+    # and an answer outside it is dropped and counted, never turned into a relation
+    assert len(doc._.relations) == 0
+    assert component.stats["re_answers_unparseable"] == 6
 
 
 class _Records(logging.Handler):

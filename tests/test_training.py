@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 from spacy_bioreama.tasks.base import TaskExample
 from spacy_bioreama.training import (
@@ -224,6 +225,11 @@ def test_three_step_run_writes_loadable_adapter_and_log(tiny_model_dir, data, tm
         assert (adapter / name).is_file(), name
     assert not (adapter / "training_args.bin").exists()
     assert not list(out.glob(".adapter.tmp*"))
+    # the optimizer stepped: PEFT starts every lora_B at zero, training moved some
+    lora_b = [
+        t for k, t in load_file(adapter / "adapter_model.safetensors").items() if "lora_B" in k
+    ]
+    assert lora_b and any(t.abs().sum() > 0 for t in lora_b)
     meta = json.loads((adapter / "training_meta.json").read_text())
     assert meta == json.loads((out / "training_meta.json").read_text())
     assert meta["global_step"] == 3 and meta["dev_loss"] == pytest.approx(result.dev_loss)

@@ -52,7 +52,8 @@ def default_data_dir() -> Path:
     """Where the corpora live: $BIOREAMA_DATA_DIR, else ../shared/data next to the repo."""
     if os.environ.get(DATA_DIR_ENV):
         return Path(os.environ[DATA_DIR_ENV])
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    repo = Path(__file__).resolve().parents[2]  # spacy_bioreama/cli/_util.py -> the checkout
+    return repo.parent / "shared" / "data"
 
 
 def peak_rss_mb() -> float:
