@@ -109,8 +109,21 @@ def test_quotes_are_kept_when_they_belong_to_the_mention():
 
 
 def test_cut_off_answers_lose_their_last_mention():
-    parsed = ner.parse_answer("Gene: NIS ... sodium/iodide", LABELS)
-    assert ner.drop_cut_mention(parsed).mentions == [("Gene", "NIS")]
+    answer = "Gene: NIS ... sodium/iodide"
+    parsed = ner.parse_answer(answer, LABELS)
+    assert ner.drop_cut_mention(parsed, answer).mentions == [("Gene", "NIS")]
+    # cut inside a later type line: the last mention was complete and stays
+    answer = "Gene: NIS ... TSH\nDise"
+    parsed = ner.parse_answer(answer, LABELS)
+    assert ner.drop_cut_mention(parsed, answer).mentions == [("Gene", "NIS"), ("Gene", "TSH")]
+
+
+def test_forms_without_a_word_or_meaning_none_are_rejected_and_counted():
+    # "TP53 ...." splits into "TP53" and "."; grounding "." would mark every full stop
+    parsed = ner.parse_answer("Gene: BRCA1 ... TP53 ....\nDisease: cancer ... None", LABELS)
+    assert parsed.mentions == [("Gene", "BRCA1"), ("Gene", "TP53"), ("Disease", "cancer")]
+    assert parsed.rejected_forms == 2
+    assert ner.parse_answer("Chemical: Na+ ... 5-FU", LABELS).rejected_forms == 0
 
 
 def test_ner_prompt_contains_window_only(nlp, gold):

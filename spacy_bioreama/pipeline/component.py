@@ -409,9 +409,10 @@ class BioRelationLLM:
             self.stats["ner_copy_redirected_steps"] += generation.copy_redirected
             self.stats["ner_lines_unparseable"] += parsed.unparseable_lines
             self.stats["ner_lines_unknown_type"] += parsed.unknown_labels
+            self.stats["ner_forms_rejected"] += parsed.rejected_forms
             if generation.truncated:
                 self.stats["ner_answers_truncated"] += 1
-                parsed = ner.drop_cut_mention(parsed)
+                parsed = ner.drop_cut_mention(parsed, generation.text)
             well_formed = generation.text.strip() and not (
                 parsed.unparseable_lines or parsed.unknown_labels
             )

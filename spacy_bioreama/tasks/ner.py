@@ -28,7 +28,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
@@ -58,6 +58,8 @@ from .units import (
 TASK_NAME = NER
 SEPARATOR = " ... "
 EMPTY = "None"
+# answers meaning "no mention": a whole line's value, or a form inside a list
+_EMPTY_WORDS = frozenset({EMPTY.lower(), "none.", "n/a", "-"})
 
 INSTRUCTIONS = (
     "Extract every mention of these biomedical entity types from the text: {types}. "
@@ -105,6 +107,9 @@ class ParsedEntities:
     mentions: list[tuple[str, str]]
     unparseable_lines: int
     unknown_labels: int
+    # listed forms that cannot be a mention: no letter or digit ("." of "TP53 ...."),
+    # or an empty-answer word inside a list ("BRCA1 ... None")
+    rejected_forms: int = 0
 
 
 def check_ner_prompt(prompt: str) -> str:
@@ -194,7 +199,7 @@ def parse_answer(answer: str, labels: Sequence[str]) -> ParsedEntities:
     not have that shape, or name a type that was not asked for, are counted."""
     by_lower = {label.lower(): label for label in labels}
     mentions: list[tuple[str, str]] = []
-    bad = unknown = 0
+    bad = unknown = rejected = 0
     for line in answer.splitlines():
         if not line.strip():
             continue
@@ -207,13 +212,17 @@ def parse_answer(answer: str, labels: Sequence[str]) -> ParsedEntities:
             unknown += 1
             continue
         value = match.group(2).strip()
-        if not value or value.lower() in {EMPTY.lower(), "none.", "n/a", "-"}:
+        if not value or value.lower() in _EMPTY_WORDS:
             continue
         for form in value.split(SEPARATOR.strip()):
             form = form.strip()
-            if form and (label, form) not in mentions:
+            if not form:
+                continue
+            if form.lower() in _EMPTY_WORDS or not any(ch.isalnum() for ch in form):
+                rejected += 1  # grounded, it would mark every "." or "none" of the text
+            elif (label, form) not in mentions:
                 mentions.append((label, form))
-    return ParsedEntities(mentions, bad, unknown)
+    return ParsedEntities(mentions, bad, unknown, rejected)
 
 
 def copy_spans(texts: Sequence[str | None]) -> CopySpans:
@@ -234,10 +243,13 @@ def line_repeats_a_form(line: str) -> bool:
     return len(forms) != len(set(forms))
 
 
-def drop_cut_mention(parsed: ParsedEntities) -> ParsedEntities:
+def drop_cut_mention(parsed: ParsedEntities, answer: str) -> ParsedEntities:
     """For an answer cut off by the token limit: its last mention may be a prefix of
-    what the model meant ("sodium/iodide" of "sodium/iodide symporter"), so drop it."""
-    return ParsedEntities(parsed.mentions[:-1], parsed.unparseable_lines, parsed.unknown_labels)
+    what the model meant ("sodium/iodide" of "sodium/iodide symporter"), so drop it,
+    but only when the answer ends on it (not when the cut fell in a later type line)."""
+    if not parsed.mentions or not answer.rstrip().endswith(parsed.mentions[-1][1]):
+        return parsed
+    return replace(parsed, mentions=parsed.mentions[:-1])
 
 
 def _is_word_edge(text: str, index: int, inside: str) -> bool:
