@@ -115,6 +115,22 @@ def test_auto_relation_prompt_follows_the_adapter(tmp_path):
         relation_prompt_for(adapter, "auto")
 
 
+def test_damaged_training_record_is_an_error_naming_the_file(tmp_path):
+    """A training_meta.json that cannot be read, or has the wrong shape, would otherwise
+    make `auto` fall back to the default prompts the adapter may never have seen."""
+    meta = tmp_path / "training_meta.json"
+    meta.write_text('{"data": {"train": ')  # cut off
+    with pytest.raises(AdapterPromptError, match="training_meta.json: cannot read"):
+        relation_prompt_for(tmp_path, "auto")
+    meta.write_text("[]")
+    with pytest.raises(AdapterPromptError, match="the file must be a JSON object"):
+        relation_prompt_for(tmp_path, "auto")
+    meta.write_text(json.dumps({"data": {"train": {"prompt_formats": {"re": "marked"}}}}))
+    with pytest.raises(AdapterPromptError, match="data > train > prompt_formats > re must be"):
+        relation_prompt_for(tmp_path, "auto")
+    assert relation_prompt_for(tmp_path, "named") == "named"  # an explicit setting: no read
+
+
 def test_auto_ner_prompt_follows_the_adapter(tmp_path):
     assert ner_prompt_for(None, "auto") == ner_prompt_for(tmp_path, "auto") == "all_types"
     meta = {"data": {"train": {"prompt_formats": {"re": ["sentence"], "ner": ["per_type"]}}}}

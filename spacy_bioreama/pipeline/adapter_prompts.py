@@ -38,11 +38,24 @@ def trained_prompt_formats(
     if not path.is_file():
         return []
     try:
-        meta = json.loads(path.read_text(encoding="utf8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return []  # the adapter loader reports a damaged folder; nothing to decide here
-    formats = (((meta.get("data") or {}).get("train") or {}).get(key) or {}).get(task)
-    return [f for f in formats if isinstance(f, str)] if isinstance(formats, list) else []
+        node = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        # guessing here would build prompts the adapter never saw, without a word
+        raise AdapterPromptError(
+            f"{path}: cannot read the adapter's training record ({err}), so the prompts "
+            f"it was trained on are unknown; restore the file or set the prompt settings"
+        ) from err
+    where = "the file"
+    for field in ("data", "train", key, task):
+        if not isinstance(node, dict):
+            raise AdapterPromptError(f"{path}: {where} must be a JSON object")
+        node = node.get(field)
+        if node is None:
+            return []  # an adapter from before this record
+        where = f"{where} > {field}" if where != "the file" else field
+    if not isinstance(node, list) or not all(isinstance(f, str) for f in node):
+        raise AdapterPromptError(f"{path}: {where} must be a list of strings")
+    return list(node)
 
 
 def _prompt_for(
