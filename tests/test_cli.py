@@ -130,6 +130,40 @@ def test_evaluate_and_compare(tiny_trained_dir, tmp_path):
     assert set(metrics["gold_entities"]["intervals"]) >= {"rel_pair_f", "rel_micro_f"}
 
 
+def test_evaluate_refuses_a_bad_adapter_or_device_before_any_work(tiny_model_dir, tmp_path):
+    """What fails when the model loads is a one-line error naming the cause, raised
+    before any document is read, not a traceback on the first batch."""
+    gold = _gold_docbin(tmp_path)
+    args = ["evaluate", str(gold), "--model", str(tiny_model_dir), "--output", "m.json"]
+    result = runner.invoke(app, [*args, "--adapter", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "adapter directory" in result.output and "nowhere" in result.output
+    not_peft = tmp_path / "not_peft"
+    not_peft.mkdir()
+    result = runner.invoke(app, [*args, "--adapter", str(not_peft)])
+    assert result.exit_code == 1 and "no adapter_config.json" in result.output
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "training_meta.json").write_text("{")
+    result = runner.invoke(app, [*args, "--adapter", str(damaged)])
+    assert result.exit_code == 1 and "training_meta.json: cannot read" in result.output
+    result = runner.invoke(app, [*args, "--device", "gpu"])
+    assert result.exit_code == 1 and "device must be" in result.output
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_adapter_of_another_base_model_is_a_clear_error(
+    embedded_model_dir, tiny_adapter_dir, tmp_path
+):
+    """The tiny model's LoRA on the embedded SmolLM2: PEFT's page of tensor shapes
+    becomes one line naming the adapter and the base model."""
+    gold = _gold_docbin(tmp_path)
+    args = ["evaluate", str(gold), "--model", str(embedded_model_dir)]
+    result = runner.invoke(app, [*args, "--adapter", str(tiny_adapter_dir)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"adapter {tiny_adapter_dir} does not fit base model" in result.output
+
+
 def test_evaluate_entities_alone(tiny_trained_dir, tmp_path):
     """`--tasks entities` scores NER end to end and skips the gold-entity relation run;
     with `--no-end-to-end` there is then nothing to score, which is a clear error."""

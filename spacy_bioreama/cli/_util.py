@@ -96,14 +96,26 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def build_pipeline(pipeline, model, adapter, tasks, batch_size, device, **settings):
     """A pipeline holding `bio_relation_llm`: loaded from `pipeline`, or a blank English
-    one around `model` + `adapter` (`pipeline.loading.PipelineSpec`). `settings` (None =
-    keep) override component settings such as `max_prompt_tokens` and `none_threshold`,
-    checked as the factory checks them; a value out of range is a clear error."""
+    one around `model` + `adapter` (`pipeline.loading.PipelineSpec`), its adapter records
+    read; the model loads in `load_model`, once the cheap inputs are checked. `settings`
+    (None = keep) override component settings such as `max_prompt_tokens` and
+    `none_threshold`, checked as the factory checks them. A value out of range or a
+    missing or damaged adapter is a clear error, not a traceback on the first batch."""
     try:
-        return pipeline_spec(
+        nlp, component = pipeline_spec(
             pipeline, model, adapter, tasks, batch_size, device, **settings
         ).build()
-    except ValueError as err:
+        return nlp, component.prepare(load_model=False)
+    except (ValueError, OSError) as err:
+        raise fail(err) from err
+
+
+def load_model(component) -> None:
+    """Load the component's model now: an unknown model, an adapter that does not fit
+    it, a bad device or a missing extra is a clear error before any document runs."""
+    try:
+        component.prepare(load_model=True)
+    except (ValueError, OSError, ImportError) as err:
         raise fail(err) from err
 
 
@@ -145,7 +157,7 @@ def run_pipeline(nlp, component, gold, batch_size: int, score: bool):
     # gold entities are the input only when nothing in the pipeline predicts entities
     keep_ents = TASK_ENTITIES not in component.tasks and not other_entity_components(nlp, component)
     inputs = [copy_for_prediction(nlp.make_doc, doc, keep_ents) for doc in gold]
-    _ = component.backend  # load the model before timing
+    load_model(component)  # before timing
     start = time.perf_counter()
     predicted = list(
         tqdm(

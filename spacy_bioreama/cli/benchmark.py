@@ -19,6 +19,7 @@ from ._util import (
     TasksOption,
     app,
     build_pipeline,
+    load_model,
     read_gold,
 )
 
@@ -76,7 +77,7 @@ def benchmark(
     from ..util.cmdline import command_line
 
     sizes = _batch_sizes(batch_sizes)
-    nlp, _ = build_pipeline(
+    nlp, component = build_pipeline(
         pipeline,
         model,
         adapter,
@@ -87,6 +88,7 @@ def benchmark(
         max_prompt_tokens=max_prompt_tokens,
     )
     gold = read_gold(corpus, nlp.vocab, docs, what="corpus")
+    load_model(component)
     record = run_benchmark(nlp, gold, sizes, command=command_line(), llama_cpp=llama_cpp)
     record["data"] = str(corpus)
     if pipeline is not None:

@@ -121,7 +121,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:  # torch's message lists every device type it knows
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        ) from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} requested but CUDA is not available")
     return dev
@@ -256,7 +261,15 @@ def load_model_and_tokenizer(
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+        try:
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+        except (RuntimeError, ValueError, KeyError) as err:
+            # PEFT's own message is a page of tensor shapes; the usual cause is one line
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"adapter {adapter} does not fit base model {model_name_or_path} (was it "
+                f"trained on another model?): {first}"
+            ) from err
         if merge_adapter:
             model = model.merge_and_unload()
     model.to(dev)

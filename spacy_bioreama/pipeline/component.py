@@ -249,6 +249,23 @@ class BioRelationLLM:
         return self
 
     # -- backend ---------------------------------------------------------------------
+    def prepare(self, load_model: bool = True) -> BioRelationLLM:
+        """Read the adapter's records (prompt variants, answer format, calibration) and,
+        with `load_model`, load the model now rather than on the first batch: a missing
+        or damaged adapter, an unknown model or a bad calibration file then fails before
+        any work (commands turn these ValueError/OSError/ImportError into clear errors)."""
+        if self.adapter and not Path(self.adapter).is_dir():
+            raise FileNotFoundError(f"bio_relation_llm: adapter directory {self.adapter} not found")
+        _ = (
+            self.effective_relation_prompt,
+            self.effective_ner_prompt,
+            self.effective_relation_rationale,
+            self.effective_none_threshold,
+        )
+        if load_model:
+            _ = self.backend
+        return self
+
     @property
     def backend(self) -> GenerationBackend:
         """The generation backend, loaded on first use."""
