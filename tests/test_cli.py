@@ -10,7 +10,12 @@ from typer.testing import CliRunner
 
 from spacy_bioreama.cli._util import DATA_DIR_ENV, app, default_data_dir
 from spacy_bioreama.evaluation.calibration import pair_scores
-from tests.conftest import TRAINED_ENTITY_LABELS, TRAINED_RELATION_LABELS, make_trained_gold_doc
+from tests.conftest import (
+    TRAINED_ENTITY_LABELS,
+    TRAINED_RELATION_LABELS,
+    TRAINED_TEXT,
+    make_trained_gold_doc,
+)
 
 runner = CliRunner()
 
@@ -52,6 +57,10 @@ def test_convert_reports_counts_and_bad_input(tmp_path):
     result = runner.invoke(app, ["convert", "gad", str(bad), str(tmp_path / "bad.spacy")])
     assert result.exit_code == 1
     assert "bad.tsv:2" in result.output
+    # a folder where a file is read: one line naming it, no traceback
+    result = runner.invoke(app, ["convert", "pubtator", str(tmp_path), str(tmp_path / "x.spacy")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert str(tmp_path) in result.output
 
 
 def _trained_pipeline(model_dir, path):
@@ -162,6 +171,36 @@ def test_adapter_of_another_base_model_is_a_clear_error(
     result = runner.invoke(app, [*args, "--adapter", str(tiny_adapter_dir)])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert f"adapter {tiny_adapter_dir} does not fit base model" in result.output
+
+
+def test_annotate_text_lines_and_docbin(tiny_trained_dir, tmp_path):
+    """`annotate` on a .txt file: one document per "\\n" line (a Unicode line separator
+    inside a sentence does not split it), ids <stem>-<line>; on a DocBin with --score."""
+    pipeline = _trained_pipeline(tiny_trained_dir, tmp_path / "pipeline")
+    texts = tmp_path / "abstracts.txt"
+    texts.write_text(f"{TRAINED_TEXT}\nNo entity here\u2028at all.\n", encoding="utf8")
+    out = tmp_path / "out.spacy"
+    base = ["annotate", "--pipeline", str(pipeline)]
+    result = runner.invoke(app, [*base[:1], str(texts), str(out), *base[1:]])
+    assert result.exit_code == 0, result.output
+    docs = list(DocBin().from_disk(out).get_docs(spacy.blank("en").vocab))
+    assert [d.user_data["doc_id"] for d in docs] == ["abstracts-1", "abstracts-2"]
+    assert docs[1].text == "No entity here\u2028at all."
+    assert [e.text for e in docs[0].ents] == ["BRCA1", "PALB2", "breast cancer", "aspirin"]
+    assert len(docs[0]._.relations) == 2 and not docs[1].ents
+    assert json.loads(result.stdout)["docs"] == 2
+    # a .txt file has nothing to score against; a missing one is named
+    result = runner.invoke(app, ["annotate", str(texts), str(out), *base[1:], "--score"])
+    assert result.exit_code == 1 and "no annotations to --score against" in result.output
+    missing = tmp_path / "missing.txt"
+    result = runner.invoke(app, ["annotate", str(missing), str(out), *base[1:]])
+    assert result.exit_code == 1 and "missing.txt" in result.output
+    # a DocBin with gold annotations is scored
+    gold = _gold_docbin(tmp_path)
+    result = runner.invoke(app, ["annotate", str(gold), str(out), *base[1:], "--score"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["scores"]["ents_f"] == 1.0 and summary["scores"]["rel_micro_f"] == 1.0
 
 
 def test_evaluate_entities_alone(tiny_trained_dir, tmp_path):

@@ -51,7 +51,7 @@ def convert(
 
     try:
         report = convert_corpus(fmt, input_path, output_path)
-    except (CorpusFormatError, FileNotFoundError, ValueError) as err:
+    except (CorpusFormatError, OSError, ValueError) as err:  # OSError: a folder, no access
         raise fail(err) from err
     typer.echo(str(report))
     typer.echo(f"wrote {output_path}")
@@ -96,14 +96,34 @@ def annotate(
         none_threshold=none_threshold,
     )
     if input_path.suffix == ".txt":
-        texts = input_path.read_text(encoding="utf8").splitlines()
-        gold = [nlp.make_doc(t) for t in (texts[:limit] if limit else texts)]
+        if score:
+            raise fail(f"{input_path}: a .txt file has no annotations to --score against")
+        gold = _text_lines(nlp, input_path, limit)
     else:
         gold = read_gold(input_path, nlp.vocab, limit, what="input")
     predicted, summary = run_pipeline(nlp, component, gold, batch_size, score)
     DocBin(docs=predicted, store_user_data=True).to_disk(output_path)
     typer.echo(json.dumps(summary, indent=2))
     typer.echo(f"wrote {output_path}", err=True)
+
+
+def _text_lines(nlp, path: Path, limit: int) -> list:
+    """One Doc per line of the UTF-8 file `path` (split on "\\n" only, as every reader;
+    doc id ``<stem>-<line>``, as annotate-corpus gives); unreadable: a clear error."""
+    from ..annotations.doc_ids import DOC_ID_KEY
+    from ..corpora import CorpusFormatError
+    from ..corpora.base import read_text, split_lines
+
+    try:
+        lines = split_lines(read_text(path))
+    except (CorpusFormatError, OSError) as err:
+        raise fail(err) from err
+    docs = []
+    for lineno, text in enumerate(lines[:limit] if limit else lines, 1):
+        doc = nlp.make_doc(text)
+        doc.user_data[DOC_ID_KEY] = f"{path.stem}-{lineno}"
+        docs.append(doc)
+    return docs
 
 
 @app.command("annotate-corpus")
