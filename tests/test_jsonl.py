@@ -15,6 +15,15 @@ def test_blank_lines_are_skipped_and_line_numbers_kept(tmp_path):
     assert list(iter_json_objects(path, _Bad)) == [(1, {"a": 1}), (4, {"a": 2})]
 
 
+def test_undecodable_line_is_named_and_a_bom_is_dropped(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n{"a": "caf\xe9"}\n')  # BOM, CRLF, Latin-1
+    with pytest.raises(_Bad, match=r"c\.jsonl:2: not valid UTF-8"):
+        list(iter_json_objects(path, _Bad))
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\r\n{"a": "caf\xc3\xa9"}\n')
+    assert list(iter_json_objects(path, _Bad)) == [(1, {"a": 1}), (2, {"a": "caf\u00e9"})]
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [("{not json", "not valid JSON"), ("[1, 2]", "a record must be a JSON object")],

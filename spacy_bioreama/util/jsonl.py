@@ -50,8 +50,19 @@ def json_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
 def iter_json_objects(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict[str, Any]]]:
     """`(line number, object)` for every non-blank line of `path`. A line that is not
     valid JSON, or not a JSON object, raises `error` naming `path:line`."""
-    with path.open(encoding="utf8") as f:
+    with path.open("rb") as f:
         try:
-            yield from json_records(f)
+            yield from json_records(_decoded_lines(f))
         except JsonLineError as err:
             raise error(f"{path}:{err.lineno}: {err.reason}") from err
+
+
+def _decoded_lines(raw_lines: Iterable[bytes]) -> Iterator[str]:
+    """Each line as UTF-8 text; one that is not raises `JsonLineError` with its number
+    (decoding the whole file would name a byte offset of a buffer, not a line)."""
+    for lineno, raw in enumerate(raw_lines, 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise JsonLineError(lineno, f"not valid UTF-8 ({err.reason})") from None
+        yield text.removeprefix("\ufeff") if lineno == 1 else text  # a BOM is no text
