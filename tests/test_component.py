@@ -72,6 +72,9 @@ def test_factory_is_registered_and_validates_config(tiny_model_dir):
         _nlp(tiny_model_dir, tasks=["summaries"])
     with pytest.raises(ValueError, match="batch_size"):
         _nlp(tiny_model_dir, batch_size=0)
+    # a type the answer lines cannot name back would never be predicted
+    with pytest.raises(ValueError, match=r"entity_labels: entity type names .*\['Gene\+'\]"):
+        _nlp(tiny_model_dir, entity_labels=["Gene+", "Disease"])
 
 
 def test_hard_inputs_never_crash_and_stay_grounded(tiny_trained_dir):

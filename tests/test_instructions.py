@@ -551,6 +551,11 @@ def test_bad_config_names_source_and_field(tmp_path):
         parse_config(wrong_task_key)
     with pytest.raises(ValueError, match=r"\[instructions\] max_length"):
         parse_config({"instructions": {"max_length": "long", "sources": {}}})
+    # NER types the answer lines could not name back ("CPR:3: a ... b" does not parse)
+    for field, value in (("labels", ["Gene", "CPR:3"]), ("label_map", {"D": "(Disease)"})):
+        source = {"task": "ner", "train": "a", field: value}
+        with pytest.raises(ValueError, match=rf"sources\.x\].*{field}: entity type names"):
+            parse_config({"instructions": {"sources": {"x": source}}})
 
 
 def test_shipped_configs_parse(tmp_path):

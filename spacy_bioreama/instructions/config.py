@@ -79,7 +79,8 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from ..tasks.names import TASK_FAMILIES
+from ..tasks import ner
+from ..tasks.names import NER, TASK_FAMILIES
 from ..tasks.ner import DEFAULT_NER_PROMPT, NER_PROMPTS
 from ..tasks.pair import PAIR_CONTEXTS
 from ..tasks.registry import tasks_reading
@@ -223,6 +224,14 @@ class SourceConfig(BaseModel):
     def _one_dev(self) -> SourceConfig:
         if self.dev is not None and self.dev_fraction > 0:
             raise ValueError("give either dev or dev_fraction, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _readable_types(self) -> SourceConfig:
+        """NER targets name types on answer lines: each must read back (`ner._LINE`)."""
+        if self.task == NER:
+            ner.check_type_names(self.labels or (), "labels")
+            ner.check_type_names(list((self.label_map or {}).values()), "label_map")
         return self
 
 

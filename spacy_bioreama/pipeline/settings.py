@@ -122,6 +122,7 @@ def validate_settings(
         )
     if TASK_ENTITIES in tasks and not entity_labels:
         raise ValueError("bio_relation_llm: entity_labels is empty")
+    ner.check_type_names(entity_labels, "bio_relation_llm: entity_labels")
     if TASK_RELATIONS in tasks and not relation_labels:
         raise ValueError("bio_relation_llm: relation_labels is empty")
     positive = (

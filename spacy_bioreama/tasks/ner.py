@@ -98,6 +98,20 @@ DEFAULT_NER_PROMPT = "all_types"
 
 # "Type: a ... b", tolerating a bullet or a number before the type ("- ", "2. ").
 _LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)])?\s*([A-Za-z][\w /-]*?)\s*:\s*(.*?)\s*$")
+_TYPE_NAME = re.compile(r"[A-Za-z](?:[\w /-]*[\w/-])?")  # the type names _LINE reads back
+
+
+def check_type_names(labels: Sequence[str], field: str) -> None:
+    """A ValueError naming `field` when a type name cannot head an answer line
+    (`_LINE`: a letter, then letters, digits, ``_``, ``-``, ``/`` or spaces): the model
+    could be trained on it, but every answer line naming it would be unparseable."""
+    bad = [label for label in labels if not _TYPE_NAME.fullmatch(label)]
+    if bad:
+        raise ValueError(
+            f"{field}: entity type names must start with a letter and hold only letters, "
+            f"digits, '_', '-', '/' or spaces (the 'Type: ...' answer lines), got {bad}; "
+            f"rename them (an instruction source's label_map can)"
+        )
 
 
 @dataclass
