@@ -468,6 +468,23 @@ def test_ner_label_map_trains_another_corpus_on_biored_types(tmp_path):
         assert parsed.unparseable_lines == 0 and parsed.unknown_labels == 0
         gold = {(BC5CDR_TO_BIORED[s.label_], s.text) for s in all_mentions(doc)}
         assert gold and set(parsed.mentions) == gold
+    assert "train_mentions_of_types_not_asked" not in report.stats["sources"]["bc5cdr_ner"]
+    # a label_map key that names no type of the corpus (a typo) would teach its
+    # mentions as no entity: refused, with the corpus's types
+    typo = {**source, "label_map": {"Chemicals": "ChemicalEntity", "Disease": "Disease"}}
+    config["instructions"]["sources"]["bc5cdr_ner"] = typo
+    with pytest.raises(
+        ValueError, match=r"label_map: \['Chemicals'\] name no entity type.*'Chemical'"
+    ):
+        build_instructions(config, tmp_path / "typo", progress=False)
+    # types left out of labels are counted in stats.json (taught as no entity)
+    only = {"task": "ner", "train": str(docbin), "labels": ["Disease"]}
+    config["instructions"]["sources"]["bc5cdr_ner"] = only
+    report = build_instructions(config, tmp_path / "only", progress=False)
+    chemicals = sum(s.label_ == "Chemical" for d in docs for s in all_mentions(d))
+    assert report.stats["sources"]["bc5cdr_ner"]["train_mentions_of_types_not_asked"] == {
+        "Chemical": chemicals
+    }
 
 
 def test_pubmedqa_examples_have_the_right_answers(tmp_path):
@@ -524,6 +541,19 @@ def test_weights_repeat_and_subsample(biored, tmp_path):
     assert mixed["sources"]["biored_re"]["examples"]["train"] == round(re_base * 0.5)
     # dev is never reweighted
     assert mixed["splits"]["dev"] == base["splits"]["dev"]
+
+
+def test_source_that_yields_no_train_examples_is_an_error(biored, tmp_path):
+    """Relation labels with a typo drop every positive; with no negatives asked for the
+    source builds nothing: an error naming it, not a dataset silently without it."""
+    config = _biored_config(biored)
+    sources = config["instructions"]["sources"]
+    sources["biored_re"] = {**sources["biored_re"], "labels": ["Asociation"], "negative_ratio": 0}
+    with pytest.raises(ValueError, match=r"sources\.biored_re\]: no train examples from 4"):
+        build_instructions(config, tmp_path / "a", progress=False)
+    sources["biored_re"]["weight"] = 0  # switched off on purpose: fine
+    report = build_instructions(config, tmp_path / "b", progress=False)
+    assert report.stats["sources"]["biored_re"]["examples"]["train"] == 0
 
 
 def test_heldout_split_is_order_independent(nlp):

@@ -484,6 +484,13 @@ def _build_source(
         out[split], too_long[split] = builder.render(task, src, plan, split, copies[split])
     info["examples"] = {split: len(out[split]) for split in out}
     info["too_long"] = too_long
+    if not out["train"] and src.weight > 0:  # weight 0 switches a source off on purpose
+        counts_seen = {k: v for k, v in counts["train"].items() if v}
+        raise ValueError(
+            f"{_where(src)}: no train examples from {len(train)} documents "
+            f"(labels, label_map or max_length leave none; what was seen: {counts_seen}, "
+            f"too long: {too_long['train']})"
+        )
     if task.windowed:
         info["windows"] = {
             key: sum(counts[split].pop(key, 0) for split in counts)

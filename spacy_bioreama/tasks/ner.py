@@ -42,6 +42,7 @@ from ..annotations.spans import (
     text_slice,
 )
 from ..models.backend import CopySpans
+from ..util.settings import did_you_mean
 from .base import TaskExample, pick_instruction
 from .names import NER
 from .units import (
@@ -345,15 +346,26 @@ def plan_source(train: Sequence[Doc], source: SourceLike, where: str) -> SourceP
     """The entity types to ask for: the configured ``labels``, else the types the train
     split annotates (BioRED's order first), each renamed through ``label_map``."""
     label_map = source.label_map or {}
+    corpus_types = Counter(s.label_ for doc in train for s in all_mentions(doc))
+    unmatched = sorted(set(label_map) - set(corpus_types))
+    if unmatched:  # a typo would leave those mentions in the text, taught as no entity
+        hint = did_you_mean(unmatched[0], corpus_types)
+        raise ValueError(
+            f"{where} label_map: {unmatched} name no entity type of the train split "
+            f"(it has {sorted(corpus_types)}).{hint}"
+        )
     labels = source.labels or ordered_labels(
-        (label_map.get(s.label_, s.label_) for doc in train for s in all_mentions(doc)),
-        BIORED_ENTITY_LABELS,
+        (label_map.get(t, t) for t in corpus_types), BIORED_ENTITY_LABELS
     )
     if not labels:
         raise ValueError(f"{where} labels: the train split has no entity mentions")
     info: dict = {"labels": list(labels)}
     if label_map:
         info["label_map"] = dict(label_map)
+    # mentions of types not asked stay in the text and are answered as no entity
+    not_asked = {t: n for t, n in sorted(corpus_types.items()) if label_map.get(t, t) not in labels}
+    if not_asked:
+        info["train_mentions_of_types_not_asked"] = not_asked
     return SourcePlan(tuple(labels), info)
 
 
