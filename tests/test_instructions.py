@@ -556,6 +556,20 @@ def test_source_that_yields_no_train_examples_is_an_error(biored, tmp_path):
     assert report.stats["sources"]["biored_re"]["examples"]["train"] == 0
 
 
+def test_wrong_or_emptied_train_file_is_named(biored, tmp_path):
+    """A corpus file where a DocBin belongs, and a train split that dev empties, each
+    give an error naming the source, the file and what happened."""
+    config = _biored_config(biored)
+    sources = config["instructions"]["sources"]
+    del sources["biored_re"]
+    sources["biored_ner"]["train"] = str(BIORED_DEV)  # the PubTator file, not converted
+    with pytest.raises(ValueError, match=r"biored_ner\] train: .*Dev\.PubTator: not a spaCy"):
+        build_instructions(config, tmp_path / "a", progress=False)
+    sources["biored_ner"]["train"] = sources["biored_ner"]["dev"]  # every train doc in dev
+    with pytest.raises(ValueError, match=r"no documents left of the 2 .*also in dev: 2"):
+        build_instructions(config, tmp_path / "b", progress=False)
+
+
 def test_heldout_split_is_order_independent(nlp):
     docs = [_doc(nlp, "x y", [], doc_id=f"id{i}") for i in range(20)]
     _, dev = heldout_split(docs, 0.25)

@@ -21,11 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from spacy.tokens import Doc, Span
+from spacy.vocab import Vocab
 
 from ..annotations.doc_ids import DOC_ID_KEY
 from ..annotations.relations import Relation
@@ -96,6 +98,19 @@ def read_text(path: PathArg) -> str:
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise CorpusFormatError(path, f"not valid UTF-8 ({err.reason})", line) from None
+
+
+def read_docbin(path: PathArg, vocab: Vocab, limit: int = 0) -> list[Doc]:
+    """The documents of the DocBin at `path` (the first `limit`, 0 = all). A file that is
+    not a DocBin (a corpus file given by mistake) is a `CorpusFormatError` naming it:
+    msgpack's and zlib's own errors say nothing of the file."""
+    from spacy.tokens import DocBin
+
+    try:
+        docs = DocBin().from_disk(path).get_docs(vocab)
+        return list(islice(docs, limit) if limit else docs)
+    except Exception as err:
+        raise CorpusFormatError(path, f"not a spaCy DocBin (.spacy) file ({err})") from err
 
 
 def split_lines(text: str) -> list[str]:

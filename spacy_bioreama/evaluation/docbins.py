@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.vocab import Vocab
 
 from ..annotations import relations as _relations  # noqa: F401  (registers doc._.relations)
 from ..annotations.doc_ids import DOC_ID_KEY, doc_id
 from ..annotations.labels import NEGATIVE_RELATION_LABELS
+from ..corpora.base import CorpusFormatError, read_docbin
 from ..corpora.pair_tsv import PAIR_SCHEMES
 from ..tasks import qa
 from ..tasks.names import PAIR, QA
@@ -63,10 +63,9 @@ def load_docbin(path: Path | str, vocab: Vocab, what: str = "gold", limit: int =
     if not path.is_file():
         raise ScoringInputError(f"{what} file {path} not found")
     try:
-        docs = DocBin().from_disk(path).get_docs(vocab)
-        return list(islice(docs, limit) if limit else docs)
-    except Exception as err:  # msgpack/zlib errors of a file that is not a DocBin
-        raise ScoringInputError(f"{path}: not a spaCy DocBin (.spacy) file ({err})") from err
+        return read_docbin(path, vocab, limit)
+    except CorpusFormatError as err:
+        raise ScoringInputError(str(err)) from err
 
 
 def load_gold(path: Path | str, vocab: Vocab, limit: int = 0, what: str = "gold") -> list[Doc]:

@@ -76,6 +76,7 @@ from spacy.vocab import Vocab
 
 from ..annotations import relations as _relations  # noqa: F401  (registers the Doc extensions)
 from ..annotations.doc_ids import DOC_ID_KEY, doc_id
+from ..corpora.base import CorpusFormatError, read_docbin
 from ..tasks.registry import unit_task
 from ..tasks.relation import sample_negatives
 from ..tasks.units import SourcePlan, Unit, UnitContext, UnitTask
@@ -254,10 +255,14 @@ class _DocStore:
         self.vocab = Vocab()
         self._docs: dict[Path, list[Doc]] = {}
 
-    def load(self, path: Path) -> list[Doc]:
+    def load(self, path: Path, where: str) -> list[Doc]:
+        """The documents of `path`; not a DocBin: a ValueError naming `where` and it."""
         key = path.resolve()
         if key not in self._docs:
-            self._docs[key] = list(DocBin().from_disk(path).get_docs(self.vocab))
+            try:
+                self._docs[key] = read_docbin(path, self.vocab)
+            except CorpusFormatError as err:
+                raise ValueError(f"{where}: {err}") from err
         return self._docs[key]
 
 
@@ -280,10 +285,10 @@ def _load_splits(
     that describe them. Held-out parts by name: ``dev`` (by ``dev_fraction``) and
     ``calibration`` (by ``calibration_fraction``: training documents no example is built
     from, on which `calibrate` chooses the adapter's ``none_threshold``)."""
-    all_train = store.load(src.train)
+    all_train = store.load(src.train, f"{_where(src)} train")
     heldout: dict[str, list[Doc]] = {}
     if src.dev is not None:
-        train, dev = list(all_train), store.load(src.dev)
+        train, dev = list(all_train), store.load(src.dev, f"{_where(src)} dev")
         dev_split = "file"
     elif src.dev_fraction > 0:
         train, dev = heldout_split(all_train, src.dev_fraction)
@@ -310,7 +315,12 @@ def _load_splits(
     train = _subset(train, src.max_docs, _rng(seed, src.name, "train", "docs"))
     dev = _subset(dev, src.max_dev_docs, _rng(seed, src.name, "dev", "docs"))
     if not train:
-        raise ValueError(f"{_where(src)} train: no documents in {os.fspath(src.train)!r}")
+        held = {part: len(docs) for part, docs in heldout.items()}
+        raise ValueError(
+            f"{_where(src)} train: no documents left of the {len(all_train)} in "
+            f"{os.fspath(src.train)!r} (also in dev: {dropped_in_dev}, held out: {held}, "
+            f"max_docs: {src.max_docs})"
+        )
     info: dict[str, Any] = {
         "task": src.task,
         "corpus": src.corpus,
