@@ -292,7 +292,35 @@ def test_package_contains_the_adapter(tiny_model_dir, tiny_adapter_dir, tmp_path
     with tarfile.open(sdist) as tar:
         names = tar.getnames()
     assert any(n.endswith("bio_relation_llm/adapter/adapter_model.safetensors") for n in names)
-    assert TRAINED_ENTITY_LABELS  # the same fixtures module serves both files
+    # a training run folder instead of its adapter: refused, pointing at the adapter
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_adapter_dir, run / "adapter")
+    args = ["package", str(tmp_path / "pkg2"), "--adapter", str(run), "--model", "m"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and f"did you mean {run / 'adapter'}?" in result.output
+    assert not (tmp_path / "pkg2" / "pipeline").exists()
+
+
+def test_compare_names_unreadable_files_and_tells_same_stems_apart(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        metrics = {"ents_f": 0.5, "meta": {"command": folder, "tasks": ["entities"]}}
+        (tmp_path / folder / "metrics.json").write_text(json.dumps(metrics))
+    files = [str(tmp_path / f / "metrics.json") for f in ("a", "b")]
+    result = runner.invoke(app, ["compare", *files])
+    assert result.exit_code == 0, result.output
+    assert "a/metrics" in result.output and "b/metrics" in result.output
+    (tmp_path / "bad.json").write_text("{")
+    (tmp_path / "other.json").write_text('{"ents_f": 1}')
+    for name, message in (
+        ("bad.json", "cannot read a metrics file"),
+        ("other.json", "not a metrics file of evaluate"),
+        ("missing.json", "cannot read a metrics file"),
+    ):
+        result = runner.invoke(app, ["compare", files[0], str(tmp_path / name)])
+        assert result.exit_code == 1 and f"{name}: {message}" in result.output
 
 
 def _calibrate_args(gold, adapter, model_dir):

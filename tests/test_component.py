@@ -72,6 +72,9 @@ def test_factory_is_registered_and_validates_config(tiny_model_dir):
         _nlp(tiny_model_dir, tasks=["summaries"])
     with pytest.raises(ValueError, match="batch_size"):
         _nlp(tiny_model_dir, batch_size=0)
+    for threshold in (1.5, "0.5"):
+        with pytest.raises(ValueError, match="relation_threshold must be a number in"):
+            _nlp(tiny_model_dir, relation_threshold=threshold)
     # a type the answer lines cannot name back would never be predicted
     with pytest.raises(ValueError, match=r"entity_labels: entity type names .*\['Gene\+'\]"):
         _nlp(tiny_model_dir, entity_labels=["Gene+", "Disease"])
@@ -452,3 +455,11 @@ def test_rationale_records_are_scored_as_the_component_scores_pairs(tiny_rationa
 def test_relation_answer_setting_is_validated(bad, message):
     with pytest.raises(ValueError, match=message):
         spacy.blank("en").add_pipe("bio_relation_llm", config={"relation_answer": bad})
+
+
+def test_damaged_settings_file_is_named_at_load(tiny_model_dir, tmp_path):
+    _nlp(tiny_model_dir).to_disk(tmp_path / "pipe")
+    (settings,) = (tmp_path / "pipe").glob("bio_relation_llm/*.json")
+    settings.write_text('{"model": ')
+    with pytest.raises(ValueError, match=rf"{settings.name}: not a readable settings file"):
+        spacy.load(tmp_path / "pipe")

@@ -350,12 +350,30 @@ def compare(
     macro-F1 (QA)."""
     from ..evaluation.tables import compare_markdown
 
-    runs = [(p.stem, json.loads(p.read_text())) for p in metrics_files]
+    runs = [(name, _metrics_file(path)) for name, path in _column_names(metrics_files)]
     table = compare_markdown(runs)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(table)
     typer.echo(table)
+
+
+def _column_names(paths: list[Path]) -> list[tuple[str, Path]]:
+    """A column name per file: its stem, or its folder and stem where stems repeat
+    (``a/metrics.json`` and ``b/metrics.json``)."""
+    stems = [p.stem for p in paths]
+    return [(p.stem if stems.count(p.stem) == 1 else f"{p.parent.name}/{p.stem}", p) for p in paths]
+
+
+def _metrics_file(path: Path) -> dict[str, Any]:
+    """A metrics JSON of `evaluate`/`evaluate-instructions`, or a clear error naming it."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise fail(f"{path}: cannot read a metrics file ({err})") from err
+    if not isinstance(metrics, dict) or "meta" not in metrics:
+        raise fail(f"{path}: not a metrics file of evaluate (no 'meta' entry)")
+    return metrics
 
 
 def _answer_format(rationale) -> str:

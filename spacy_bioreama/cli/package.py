@@ -41,7 +41,7 @@ def package(
     nlp = spacy.blank("en")
     settings = {"max_prompt_tokens": max_prompt_tokens, "none_threshold": none_threshold}
     try:
-        nlp.add_pipe(
+        component = nlp.add_pipe(
             "bio_relation_llm",
             config={
                 "model": model,
@@ -49,7 +49,12 @@ def package(
                 **{k: v for k, v in settings.items() if v is not None},
             },
         )
-    except ValueError as err:
+        component.prepare(load_model=False)  # its folder and records
+        if adapter is not None:  # a package must hold a loadable adapter, nothing else
+            from ..models.hf_loading import check_adapter_dir
+
+            check_adapter_dir(Path(adapter))
+    except (ValueError, OSError) as err:
         raise fail(err) from err
     nlp.meta.update(
         name=name,

@@ -190,8 +190,10 @@ def check_adapter_dir(adapter: Path) -> None:
     """Fail early, with a clear message, on a folder that is not a safetensors PEFT adapter.
     A pickled ``adapter_model.bin`` is refused: unpickling can run arbitrary code."""
     if not (adapter / "adapter_config.json").exists():
+        inner = adapter / "adapter"  # a training run folder holds its adapter there
+        hint = f"; did you mean {inner}?" if (inner / "adapter_config.json").exists() else ""
         raise FileNotFoundError(
-            f"{adapter} is not a PEFT adapter directory (no adapter_config.json)"
+            f"{adapter} is not a PEFT adapter directory (no adapter_config.json){hint}"
         )
     if not (adapter / "adapter_model.safetensors").is_file():  # the one name PEFT reads
         pickled = adapter / "adapter_model.bin"

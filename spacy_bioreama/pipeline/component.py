@@ -183,6 +183,7 @@ class BioRelationLLM:
             relation_answer=relation_answer,
             ner_copy_constraint=ner_copy_constraint,
             ner_window_tokens=ner_window_tokens,
+            relation_threshold=relation_threshold,
         )
         self.nlp = nlp
         self.name = name
@@ -703,7 +704,12 @@ class BioRelationLLM:
         path = Path(path)
         settings_file = path / SETTINGS_FILE
         if settings_file.exists():
-            settings = json.loads(settings_file.read_text())
+            try:
+                settings = json.loads(settings_file.read_text(encoding="utf8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ValueError(f"{settings_file}: not a readable settings file ({err})") from err
+            if not isinstance(settings, dict):
+                raise ValueError(f"{settings_file}: must hold a JSON object")
             self.model = settings.get("model", self.model)
             if settings.get("adapter"):
                 adapter = path / settings["adapter"]

@@ -110,6 +110,7 @@ def validate_settings(
     relation_answer: str = AUTO,
     ner_copy_constraint: bool = False,
     ner_window_tokens: int | None = None,
+    relation_threshold: float = 0.0,
 ) -> None:
     """Raise a ValueError naming the field when component settings cannot work. The one
     check for the factory (`__init__`) and for `configure` on a loaded pipeline, so a
@@ -157,6 +158,13 @@ def validate_settings(
         raise ValueError(
             f"bio_relation_llm: ner_prompt must be {AUTO!r} or one of "
             f"{list(ner.NER_PROMPTS)}, got {ner_prompt!r}"
+        )
+    if isinstance(relation_threshold, bool) or not (
+        isinstance(relation_threshold, int | float) and 0.0 <= relation_threshold <= 1.0
+    ):
+        raise ValueError(
+            f"bio_relation_llm: relation_threshold must be a number in [0, 1], "
+            f"got {relation_threshold!r}"
         )
     if relation_answer not in (AUTO, DIRECT_ANSWER):
         try:
