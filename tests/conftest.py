@@ -72,6 +72,27 @@ TRAINED_ENTITY_LABELS = ["Gene", "Disease", "Chemical"]
 TRAINED_RELATION_LABELS = ["Association", "Bind"]
 
 
+def trained_labels_nlp(model_dir, **config):
+    """A blank English pipeline with `bio_relation_llm` on `model_dir`, labelled as the
+    tiny trained model answers (every type pair allowed); `config` overrides."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "bio_relation_llm",
+        config={
+            "model": str(model_dir),
+            "entity_labels": TRAINED_ENTITY_LABELS,
+            "relation_labels": TRAINED_RELATION_LABELS,
+            "relation_type_pairs": [],
+            "max_new_tokens": 40,
+            "max_prompt_tokens": 256,
+            **config,
+        },
+    )
+    return nlp
+
+
 def make_trained_gold_doc(nlp):
     """The document the tiny model is trained on, with gold entities and relations."""
     from spacy_bioreama.annotations.relations import Relation

@@ -2,13 +2,12 @@
 
 import json
 
-import spacy
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_bioreama.cli._util import app
 from spacy_bioreama.evaluation.benchmark import run_benchmark
-from tests.conftest import TRAINED_ENTITY_LABELS, TRAINED_RELATION_LABELS, make_trained_gold_doc
+from tests.conftest import make_trained_gold_doc, trained_labels_nlp
 
 TOP_LEVEL = {
     "docs_per_s": float,
@@ -28,20 +27,7 @@ TOP_LEVEL = {
 
 
 def _nlp(model_dir):
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "bio_relation_llm",
-        config={
-            "model": str(model_dir),
-            "entity_labels": TRAINED_ENTITY_LABELS,
-            "relation_labels": TRAINED_RELATION_LABELS,
-            "relation_type_pairs": [],
-            "max_new_tokens": 40,
-            "max_prompt_tokens": 256,
-            "device": "cpu",
-        },
-    )
-    return nlp
+    return trained_labels_nlp(model_dir, device="cpu")
 
 
 def test_benchmark_record_and_naive_replays_the_same_prompts(tiny_trained_dir):

@@ -11,10 +11,9 @@ from typer.testing import CliRunner
 from spacy_bioreama.cli._util import DATA_DIR_ENV, app, default_data_dir
 from spacy_bioreama.evaluation.calibration import pair_scores
 from tests.conftest import (
-    TRAINED_ENTITY_LABELS,
-    TRAINED_RELATION_LABELS,
     TRAINED_TEXT,
     make_trained_gold_doc,
+    trained_labels_nlp,
 )
 
 runner = CliRunner()
@@ -65,19 +64,7 @@ def test_convert_reports_counts_and_bad_input(tmp_path):
 
 def _trained_pipeline(model_dir, path):
     """A saved pipeline whose labels are the tiny trained model's (every pair allowed)."""
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "bio_relation_llm",
-        config={
-            "model": str(model_dir),
-            "entity_labels": TRAINED_ENTITY_LABELS,
-            "relation_labels": TRAINED_RELATION_LABELS,
-            "relation_type_pairs": [],
-            "max_new_tokens": 40,
-            "max_prompt_tokens": 256,
-        },
-    )
-    nlp.to_disk(path)
+    trained_labels_nlp(model_dir).to_disk(path)
     return path
 
 

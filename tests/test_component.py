@@ -16,6 +16,7 @@ from tests.conftest import (
     TRAINED_RELATION_LABELS,
     TRAINED_TEXT,
     make_trained_gold_doc,
+    trained_labels_nlp,
 )
 
 LABELS = TRAINED_ENTITY_LABELS
@@ -36,21 +37,7 @@ HARD_INPUTS = [
 
 
 def _nlp(model_dir, **config):
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "bio_relation_llm",
-        config={
-            "model": str(model_dir),
-            "entity_labels": LABELS,
-            "relation_labels": TRAINED_RELATION_LABELS,
-            "relation_type_pairs": [],
-            "max_new_tokens": 40,
-            "max_prompt_tokens": 256,
-            "batch_size": 4,
-            **config,
-        },
-    )
-    return nlp
+    return trained_labels_nlp(model_dir, **{"batch_size": 4, **config})
 
 
 def _gold_doc(nlp):
@@ -164,7 +151,7 @@ def test_relations_only_uses_existing_entities(tiny_trained_dir):
 
 
 def test_relation_threshold_drops_low_confidence(tiny_trained_dir):
-    nlp = _nlp(tiny_trained_dir, tasks=["relations"], relation_threshold=1.01)
+    nlp = _nlp(tiny_trained_dir, tasks=["relations"], relation_threshold=1.0)
     doc = nlp(_gold_doc(nlp))
     assert doc._.relations == ()
     assert nlp.get_pipe("bio_relation_llm").stats["re_below_threshold"] == 2
