@@ -97,7 +97,12 @@ def test_cooccurrence_relations_are_the_allowed_candidate_pairs(nlp):
         ("79728", "D001241", "Association"),
         ("D001943", "D001241", "Association"),
     ]
-    assert all(r.head_span(doc).text in TEXT for r in rels)
+    # each end is a mention of its concept, the first one in the text
+    mentions = {(e.start, e.end): e for e in doc.ents}
+    for r in rels:
+        for (start, end), concept in ((r.head, r.head_id), (r.tail, r.tail_id)):
+            first = min((e for e in doc.ents if e.kb_id_ == concept), key=lambda e: e.start)
+            assert mentions[(start, end)] == first
     assert len(cooccurrence_relations(doc, "Bind", type_pairs=[])) == 10  # all 5 choose 2
 
 

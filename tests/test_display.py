@@ -116,10 +116,52 @@ def test_render_counts_and_self_contained(nlp):
     assert not fragment.startswith("<!DOCTYPE") and "<style>" in fragment
 
 
-def test_render_keeps_the_original_spacing(nlp):
-    doc = make_doc(nlp)
+def _shown_text(html: str) -> str:
+    """The document text a reader sees in the view: the text of ``div.spans``
+    without the type chips (``mark`` elements)."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.depth = self.in_mark = 0
+            self.parts: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if self.depth or ("class", "spans") in attrs:
+                self.depth += tag != "br"
+            self.in_mark += self.depth > 0 and tag == "mark"
+
+        def handle_endtag(self, tag):
+            self.in_mark -= self.depth > 0 and tag == "mark"
+            self.depth -= self.depth > 0
+
+        def handle_data(self, data):
+            if self.depth and not self.in_mark:
+                self.parts.append(data)
+
+    parser = Text()
+    parser.feed(html)
+    return "".join(parser.parts)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,  # make_doc's: a nested mention, " ;" spacing
+        "(BRCA1) and anti-TNF, with  two spaces & <tags>.",
+    ],
+)
+def test_render_keeps_the_original_spacing(nlp, text):
+    """Mentions right after punctuation or before it, double spaces, characters HTML
+    escapes: the text shown is the document's text, character for character."""
+    if text is None:
+        doc = make_doc(nlp)
+    else:
+        doc = nlp.make_doc(text)
+        set_entities(doc, [doc.char_span(1, 6, "Gene"), doc.char_span(17, 20, "Gene")])
     html = render(doc)
-    assert "; " in html and "cancer ;" not in html.replace("</span> ;", "")
+    assert _shown_text(html) == doc.text
     assert "\ue000" not in html
 
 

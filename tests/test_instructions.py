@@ -301,7 +301,8 @@ def test_render_rationale_and_negatives(nlp):
     out = re_task.render_rationale(doc, gene, chem, "None", quote_negatives=False)
     assert out == "Evidence: none\nAnswer: None"
     assert re_task.parse_answer(out, ["Association"]) == "None"
-    assert re_task.sample_negatives(list(range(10)), 3, 1.0, __import__("random").Random(0))
+    sampled = re_task.sample_negatives(list(range(10)), 3, 1.0, __import__("random").Random(0))
+    assert len(sampled) == len(set(sampled)) == 3 and set(sampled) <= set(range(10))
     assert (
         len(re_task.sample_negatives(list(range(10)), 3, 2.0, __import__("random").Random(0))) == 6
     )

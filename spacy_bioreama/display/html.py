@@ -78,9 +78,9 @@ def _text_markup(doc: Doc, prefix: str, statuses: Sequence[str] | None) -> str:
     """The document text with its mentions, through displaCy's span renderer."""
     mentions = all_mentions(doc)
     pieces, covering = _pieces(doc.text, mentions)
-    tokens = [
-        p if covering[i] or not p or p[-1].isspace() else p + _NOSPACE for i, p in enumerate(pieces)
-    ]
+    # displaCy joins the pieces outside mentions with a space: the marker takes it back,
+    # also after a piece that ends in its own whitespace (else "binds  PALB2")
+    tokens = [p if covering[i] or not p else p + _NOSPACE for i, p in enumerate(pieces)]
     spans = []
     for m in range(len(mentions)):
         start = next(i for i, c in enumerate(covering) if m in c)
