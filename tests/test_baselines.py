@@ -4,6 +4,7 @@ generated results page."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -208,18 +209,43 @@ def test_baseline_spacy_ner_command_trains_scores_and_records_where(nlp, tmp_pat
         assert meta["cpu"] and " family " in meta["cpu"]
 
 
-def test_spacy_llm_ner_v3_runs_on_our_model(tiny_model_dir, nlp):
-    llm_nlp = spacy_llm_ner_pipeline(str(tiny_model_dir), max_new_tokens=8, device="cpu")
+# spacy.NER.v3's answer format: "n. span | is entity | label | reason"
+NER_V3_ANSWER = (
+    "1. BRCA1 | True | GeneOrGeneProduct | a gene\n"
+    "2. breast cancer | True | DiseaseOrPhenotypicFeature | a disease\n"
+    "3. aspirin | True | GeneOrGeneProduct | wrongly a gene\n"
+    "4. risk | False | ==NONE== | not an entity\n"
+)
+
+
+def test_spacy_llm_ner_v3_runs_on_our_model(tmp_path, nlp):
+    from spacy_bioreama.models.tiny import make_tiny_llama
+
+    # NER.v3's prompt (~900 tokens) needs a longer context than the shared tiny model's
+    model_dir = make_tiny_llama(tmp_path / "tiny", max_position_embeddings=2048)
+    llm_nlp = spacy_llm_ner_pipeline(str(model_dir), max_new_tokens=8, device="cpu")
     task = llm_nlp.get_pipe("llm").task
     (prompts, _shards), *_ = task.generate_prompts([llm_nlp.make_doc(TEXT)])
     assert prompts[0].startswith("You are an expert Named Entity Recognition")  # NER.v3's
     assert "GeneOrGeneProduct, OrganismTaxon" in prompts[0]
-    # a random tiny model answers nonsense: the run must still give valid NER metrics
+    # the tiny model's answers replaced by a known NER.v3 answer (its generation still
+    # runs): two right types, one wrong, scored by spacy-llm's parser and our scorer
+    model = llm_nlp.get_pipe("llm")._model
+    real_generate = model.backend.generate
+
+    def answer(prompts, **kwargs):
+        return [replace(g, text=NER_V3_ANSWER) for g in real_generate(prompts, **kwargs)]
+
+    model.backend.generate = answer
     metrics = run_spacy_llm_ner(llm_nlp, [gold_doc(nlp)])
-    assert 0.0 <= metrics["ents_f"] <= 1.0
+    # NER.v3 marks each listed form once (its first occurrence): BRCA1 and the first
+    # "breast cancer" right, aspirin as a gene wrong, of 6 gold mentions
+    assert metrics["ents_p"] == pytest.approx(2 / 3) and metrics["ents_r"] == pytest.approx(1 / 3)
+    assert metrics["ents_per_type"]["DiseaseOrPhenotypicFeature"]["r"] == 0.5
+    assert metrics["run"]["stats"].get("prompts_too_long", 0) == 0  # the model did run
     assert metrics["rel_micro_f"] is None
     assert metrics["run"]["docs"] == 1
-    assert isinstance(metrics["run"]["first_response"], str)  # saved for inspection
+    assert metrics["run"]["first_response"] == NER_V3_ANSWER  # saved for inspection
 
 
 # --- the results page -----------------------------------------------------------------
