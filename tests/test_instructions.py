@@ -118,6 +118,7 @@ def test_ner_targets_parse_back_to_gold_surface_forms(biored, biored_build):
             assert set(parsed.mentions) == gold
             assert len(parsed.mentions) == len(gold)
             assert "label" not in r and "choices" not in r
+            assert r["labels"] == ENTITY_LABELS  # the set asked, recorded for the adapter
 
 
 def test_re_positives_have_gold_labels_and_negative_ratio_holds(biored, biored_build):

@@ -131,6 +131,34 @@ def test_damaged_training_record_is_an_error_naming_the_file(tmp_path):
     assert relation_prompt_for(tmp_path, "named") == "named"  # an explicit setting: no read
 
 
+def test_labels_the_adapter_never_learned_are_warned_once(
+    tiny_model_dir, tiny_adapter_dir, tmp_path
+):
+    import shutil
+    import warnings
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(tiny_adapter_dir, adapter)
+    trained = {"ner": [["Gene", "Disease"]], "re": [["Bind", "Association"]]}
+    meta = {"data": {"train": {"label_sets": trained}}}
+    (adapter / "training_meta.json").write_text(json.dumps(meta))
+
+    def warned(**labels) -> list[str]:
+        nlp_ = spacy.blank("en")
+        config = {"model": str(tiny_model_dir), "adapter": str(adapter), "batch_size": 1}
+        nlp_.add_pipe("bio_relation_llm", config={**config, "relation_type_pairs": [], **labels})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            list(nlp_.pipe(["BRCA1 binds PALB2.", "Aspirin."]))  # two batches of one
+        return [str(w.message) for w in caught if "never learned" in str(w.message)]
+
+    assert warned(entity_labels=["Gene", "Disease"], relation_labels=["Bind", "Association"]) == []
+    (message,) = warned(entity_labels=["Disease", "Gene"], relation_labels=["Bind", "Association"])
+    assert "entity_labels ['Disease', 'Gene'] is not a label set" in message
+    (message,) = warned(entity_labels=["Gene", "Disease"], relation_labels=["Bind"])
+    assert "relation_labels ['Bind']" in message and "[['Bind', 'Association']]" in message
+
+
 def test_auto_ner_prompt_follows_the_adapter(tmp_path):
     assert ner_prompt_for(None, "auto") == ner_prompt_for(tmp_path, "auto") == "all_types"
     meta = {"data": {"train": {"prompt_formats": {"re": ["sentence"], "ner": ["per_type"]}}}}

@@ -485,3 +485,27 @@ def test_data_errors(tiny_model_dir, data, tmp_path):
     (other / "notes.txt").write_text("mine")
     with pytest.raises(OutputDirConflict, match="notes.txt"):
         train(QUICK_CFG, other, ov)
+
+
+def test_training_data_records_the_label_sets_of_each_task(tiny_backend):
+    """NER records carry their types (``labels``), relation records their choices; the
+    distinct sets per task go to training_meta.json, where the component reads them."""
+    from spacy_bioreama.training.data import DataStats, encode_records
+
+    def record(task, **fields):
+        return {"task": task, "instruction": "i", "input": "x", "output": "y", **fields}
+
+    records = [
+        record("ner", labels=["Gene", "Disease"]),
+        record("ner", labels=["Disease"]),
+        record("ner", labels=["Gene", "Disease"]),
+        record("re", choices=["Bind", "Association", "None"]),
+        record("re", choices=["Bind", "Association", "None"]),
+        record("qa"),  # neither: no set
+    ]
+    stats = DataStats(file="t.jsonl", sha256="0" * 64)
+    encode_records(tiny_backend, records, 256, stats)
+    assert stats.label_sets == {
+        "ner": [["Gene", "Disease"], ["Disease"]],
+        "re": [["Bind", "Association"]],
+    }

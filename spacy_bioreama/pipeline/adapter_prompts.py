@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ..tasks.names import NER, RE
 from ..tasks.ner import DEFAULT_NER_PROMPT, NER_PROMPTS
@@ -26,21 +27,20 @@ class AdapterPromptError(ValueError):
     """An adapter's training metadata names prompt variants the component cannot use."""
 
 
-def trained_prompt_formats(
-    adapter: str | os.PathLike | None, task: str, key: str = "prompt_formats"
-) -> list[str]:
-    """The prompt variants of `task` in the adapter's training data ([] when the adapter,
-    its training_meta.json or the entry is missing: an adapter from before variants);
-    with ``key="answer_formats"``, its answer formats ([]: direct answers)."""
+def _trained_entry(adapter: str | os.PathLike | None, key: str, task: str) -> tuple[Any, str]:
+    """``data.train.<key>.<task>`` of the adapter's training_meta.json (None when the
+    adapter, the file or the entry is missing: an adapter from before the entry), and
+    where it was read (for messages). A file that cannot be read or has the wrong
+    shape is an `AdapterPromptError` naming it: guessing would build prompts the
+    adapter never saw, without a word."""
     if adapter is None:
-        return []
+        return None, ""
     path = Path(adapter) / META_FILE
     if not path.is_file():
-        return []
+        return None, ""
     try:
         node = json.loads(path.read_text(encoding="utf8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        # guessing here would build prompts the adapter never saw, without a word
         raise AdapterPromptError(
             f"{path}: cannot read the adapter's training record ({err}), so the prompts "
             f"it was trained on are unknown; restore the file or set the prompt settings"
@@ -51,11 +51,54 @@ def trained_prompt_formats(
             raise AdapterPromptError(f"{path}: {where} must be a JSON object")
         node = node.get(field)
         if node is None:
-            return []  # an adapter from before this record
+            return None, ""
         where = f"{where} > {field}" if where != "the file" else field
-    if not isinstance(node, list) or not all(isinstance(f, str) for f in node):
-        raise AdapterPromptError(f"{path}: {where} must be a list of strings")
-    return list(node)
+    return node, f"{path}: {where}"
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def trained_prompt_formats(
+    adapter: str | os.PathLike | None, task: str, key: str = "prompt_formats"
+) -> list[str]:
+    """The prompt variants of `task` in the adapter's training data ([] without a
+    record); with ``key="answer_formats"``, its answer formats ([]: direct answers)."""
+    formats, where = _trained_entry(adapter, key, task)
+    if formats is None:
+        return []
+    if not _strings(formats):
+        raise AdapterPromptError(f"{where} must be a list of strings")
+    return list(formats)
+
+
+def trained_label_sets(adapter: str | os.PathLike | None, task: str) -> list[list[str]]:
+    """The label sets `task` was trained with (entity types, relation labels; several
+    for a multi-corpus adapter), [] without a record."""
+    sets, where = _trained_entry(adapter, "label_sets", task)
+    if sets is None:
+        return []
+    if not isinstance(sets, list) or not all(_strings(labels) for labels in sets):
+        raise AdapterPromptError(f"{where} must be a list of label lists")
+    return [list(labels) for labels in sets]
+
+
+def untrained_labels_message(
+    adapter: str | os.PathLike | None, task: str, setting: str, labels: list[str]
+) -> str | None:
+    """A warning when `labels` (the component's `setting`) is none of the label sets
+    the adapter learned `task` with: its prompts then name labels, or an order, the
+    adapter never saw, which costs accuracy silently. None when they match or the
+    adapter has no record."""
+    trained = trained_label_sets(adapter, task)
+    if not trained or list(labels) in trained:
+        return None
+    return (
+        f"bio_relation_llm: {setting} {list(labels)} is not a label set adapter "
+        f"{os.fspath(adapter)!r} was trained with ({trained}); its prompts name labels "
+        f"(or an order) it never learned. Set {setting} to the trained one."
+    )
 
 
 def _prompt_for(
@@ -122,5 +165,7 @@ __all__ = [
     "ner_prompt_for",
     "relation_prompt_for",
     "relation_rationale_for",
+    "trained_label_sets",
     "trained_prompt_formats",
+    "untrained_labels_message",
 ]

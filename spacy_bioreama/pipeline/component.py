@@ -33,11 +33,16 @@ from ..annotations.spans import set_entities, text_slice
 from ..models.backend import CopySpans, Generation, GenerationBackend, LineGuard
 from ..tasks import ner
 from ..tasks import relation as re_task
-from ..tasks.names import TASK_ENTITIES, TASK_RELATIONS
+from ..tasks.names import NER, RE, TASK_ENTITIES, TASK_RELATIONS
 from ..tasks.relation import DIRECT_ANSWER
 from ..tasks.windows import split_windows
 from .adapter_integrity import HASHES_KEY, adapter_hashes, bytes_hashes, check_hashes
-from .adapter_prompts import ner_prompt_for, relation_prompt_for, relation_rationale_for
+from .adapter_prompts import (
+    ner_prompt_for,
+    relation_prompt_for,
+    relation_rationale_for,
+    untrained_labels_message,
+)
 from .relation_calibration import (
     AUTO,
     RelationCalibration,
@@ -229,6 +234,7 @@ class BioRelationLLM:
         self._ner_prompt: tuple[tuple[str | None, str], str] | None = None
         self._relation_rationale: tuple[tuple, re_task.Rationale | None] | None = None
         self._warned_type_pairs = False
+        self._labels_checked: tuple | None = None
         self.stats: Counter[str] = Counter()
 
     def configure(self, **settings: Any) -> BioRelationLLM:
@@ -382,6 +388,7 @@ class BioRelationLLM:
 
     def _process(self, docs: list[Doc]) -> list[Doc]:
         _refuse_forked_process()
+        self._warn_untrained_labels()
         self.stats["docs"] += len(docs)
         budget = self._budget()
         windows = [split_windows(doc, self.backend.count_tokens, budget) for doc in docs]
@@ -559,6 +566,28 @@ class BioRelationLLM:
             p_none = probabilities.get(re_task.NO_RELATION) if probabilities else None
             score = self.calibration.scale(score, p_none)
         return decided, raw, score
+
+    def _warn_untrained_labels(self) -> None:
+        """Warn once per adapter and label lists when the labels asked for are none of
+        the sets the adapter was trained with (`untrained_labels_message`)."""
+        key = (
+            self.adapter,
+            tuple(self.tasks),
+            tuple(self.entity_labels),
+            tuple(self.relation_labels),
+        )
+        if key == self._labels_checked:
+            return
+        self._labels_checked = key
+        for task, family, setting, labels in (
+            (TASK_ENTITIES, NER, "entity_labels", self.entity_labels),
+            (TASK_RELATIONS, RE, "relation_labels", self.relation_labels),
+        ):
+            message = task in self.tasks and untrained_labels_message(
+                self.adapter, family, setting, list(labels)
+            )
+            if message:
+                warnings.warn(message, stacklevel=3)
 
     def _warn_no_allowed_pairs(self, concepts: list[re_task.Concept]) -> None:
         """Count windows whose concepts form no allowed type pair; warn once when their

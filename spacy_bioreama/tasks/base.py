@@ -42,6 +42,10 @@ class TaskExample:
     # rationale of each label); None: the choices themselves. Recorded as ``options``,
     # so that scoring the records asks what the component asks.
     decode_choices: tuple[str, ...] | None = field(default=None, compare=False)
+    # the label set the task was asked with where `choices` does not carry it (NER: the
+    # source's entity types, whatever one prompt asks); recorded as ``labels``, so that
+    # the component can tell when it asks for other labels than the adapter learned
+    label_set: tuple[str, ...] | None = field(default=None, compare=False)
 
     def chat_prompt(self) -> ChatPrompt:
         """The user message a model sees (training and inference alike)."""
@@ -63,6 +67,8 @@ class TaskExample:
             record["answer_format"] = self.answer_format
         if self.decode_choices is not None:
             record["options"] = list(self.decode_choices)
+        if self.label_set is not None:
+            record["labels"] = list(self.label_set)
         return record
 
 

@@ -386,9 +386,10 @@ def make_units(doc: Doc, doc_id: str, source: SourceLike, context: UnitContext) 
     )
 
     def example(window: tuple[int, int], types: list[str], rng) -> TaskExample:
-        return build_example(
+        ex = build_example(
             doc, types, window, with_target=True, rng=rng, label_map=source.label_map, prompt=prompt
         )
+        return replace(ex, label_set=tuple(labels))
 
     def worst(window: tuple[int, int]) -> int:
         return max(

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..instructions.records import TrainingDataError, record_example
+from ..tasks.relation import NO_RELATION
 
 IGNORE_INDEX = -100
 # More dropped (too long) examples than this fraction of a split: print a warning.
@@ -114,6 +115,9 @@ class DataStats:
     # task -> the answer formats of its records (`TaskExample.answer_format`, e.g. a
     # rationale); a task whose records all answer directly has no entry
     answer_formats: dict[str, list[str]] = field(default_factory=dict)
+    # task -> the label sets its records were asked with (`record_labels`): the
+    # component warns when it asks for a set the adapter never learned
+    label_sets: dict[str, list[list[str]]] = field(default_factory=dict)
 
     def summary(self, max_length: int) -> str:
         """One line: examples and tokens used, examples dropped as too long."""
@@ -132,6 +136,15 @@ class DataStats:
             f"({self.dropped_too_long / self.records:.0%}) exceed max_length and were "
             "dropped; raise training.max_length or window the documents more finely"
         )
+
+
+def record_labels(record: Mapping[str, Any]) -> list[str]:
+    """The label set a record was asked with: its ``labels`` (NER), else its answer
+    ``choices`` without the no-answer choice (relations, pairs); [] where neither."""
+    labels = record.get("labels")
+    if labels is None:
+        labels = [c for c in record.get("choices") or [] if c != NO_RELATION]
+    return [str(label) for label in labels] if isinstance(labels, list) else []
 
 
 def encode_records(
@@ -163,6 +176,9 @@ def encode_records(
             value = record.get(key)
             if isinstance(value, str) and value not in seen.setdefault(ex.task, []):
                 seen[ex.task].append(value)
+        labels = record_labels(record)
+        if labels and labels not in stats.label_sets.setdefault(ex.task, []):
+            stats.label_sets[ex.task].append(labels)
     if not kept:
         raise TrainingDataError(
             f"{stats.file}: all {stats.records} examples are longer than "
