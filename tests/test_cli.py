@@ -1,9 +1,11 @@
 """The command line, end to end on the tiny trained model."""
 
+import importlib.util
 import json
 import tarfile
 from pathlib import Path
 
+import pytest
 import spacy
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
@@ -130,7 +132,8 @@ def test_evaluate_refuses_a_bad_adapter_or_device_before_any_work(tiny_model_dir
     """What fails when the model loads is a one-line error naming the cause, raised
     before any document is read, not a traceback on the first batch."""
     gold = _gold_docbin(tmp_path)
-    args = ["evaluate", str(gold), "--model", str(tiny_model_dir), "--output", "m.json"]
+    out = tmp_path / "m.json"
+    args = ["evaluate", str(gold), "--model", str(tiny_model_dir), "--output", str(out)]
     result = runner.invoke(app, [*args, "--adapter", str(tmp_path / "nowhere")])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "adapter directory" in result.output and "nowhere" in result.output
@@ -145,7 +148,18 @@ def test_evaluate_refuses_a_bad_adapter_or_device_before_any_work(tiny_model_dir
     assert result.exit_code == 1 and "training_meta.json: cannot read" in result.output
     result = runner.invoke(app, [*args, "--device", "gpu"])
     assert result.exit_code == 1 and "device must be" in result.output
-    assert not (tmp_path / "m.json").exists()
+    assert not out.exists()
+
+
+def test_benchmark_llama_cpp_without_the_extra_fails_before_loading(tiny_model_dir, tmp_path):
+    if importlib.util.find_spec("llama_cpp") is not None:
+        pytest.skip("llama-cpp-python is installed here")
+    gold = _gold_docbin(tmp_path)
+    args = ["benchmark", str(gold), "--model", str(tiny_model_dir), "--llama-cpp"]
+    result = runner.invoke(app, [*args, "--output", str(tmp_path / "b.json")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "--llama-cpp needs llama-cpp-python" in result.output
+    assert "Loading weights" not in result.output  # refused before the model loaded
 
 
 def test_adapter_of_another_base_model_is_a_clear_error(

@@ -151,10 +151,15 @@ def test_relations_only_uses_existing_entities(tiny_trained_dir):
 
 
 def test_relation_threshold_drops_low_confidence(tiny_trained_dir):
-    nlp = _nlp(tiny_trained_dir, tasks=["relations"], relation_threshold=1.0)
-    doc = nlp(_gold_doc(nlp))
-    assert doc._.relations == ()
-    assert nlp.get_pipe("bio_relation_llm").stats["re_below_threshold"] == 2
+    nlp = _nlp(tiny_trained_dir, tasks=["relations"])
+    scores = sorted(r.score for r in nlp(_gold_doc(nlp))._.relations)
+    assert len(scores) == 2 and scores[0] < scores[1]  # else nothing lies between
+    component = nlp.get_pipe("bio_relation_llm")
+    component.configure(relation_threshold=(scores[0] + scores[1]) / 2)
+    component.stats.clear()
+    kept = nlp(_gold_doc(nlp))._.relations
+    assert [r.score for r in kept] == [scores[1]]
+    assert component.stats["re_below_threshold"] == 1
 
 
 def test_none_threshold_one_relates_every_candidate_pair(tiny_trained_dir):

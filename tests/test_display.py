@@ -150,6 +150,7 @@ def _shown_text(html: str) -> str:
     [
         None,  # make_doc's: a nested mention, " ;" spacing
         "(BRCA1) and anti-TNF, with  two spaces & <tags>.",
+        "Risk of breast cancer rose.",  # two inner mentions inside an outer one
     ],
 )
 def test_render_keeps_the_original_spacing(nlp, text):
@@ -157,6 +158,10 @@ def test_render_keeps_the_original_spacing(nlp, text):
     escapes: the text shown is the document's text, character for character."""
     if text is None:
         doc = make_doc(nlp)
+    elif text.startswith("Risk"):
+        doc = nlp.make_doc(text)
+        spans = [doc.char_span(8, 21, "Disease"), doc.char_span(8, 14, "Organ")]
+        set_entities(doc, [*spans, doc.char_span(15, 21, "Disease")])
     else:
         doc = nlp.make_doc(text)
         set_entities(doc, [doc.char_span(1, 6, "Gene"), doc.char_span(17, 20, "Gene")])

@@ -476,7 +476,8 @@ def test_ner_label_map_trains_another_corpus_on_biored_types(tmp_path):
     typo = {**source, "label_map": {"Chemicals": "ChemicalEntity", "Disease": "Disease"}}
     config["instructions"]["sources"]["bc5cdr_ner"] = typo
     with pytest.raises(
-        ValueError, match=r"label_map: \['Chemicals'\] name no entity type.*'Chemical'"
+        ValueError,
+        match=r"label_map: \['Chemicals'\] name no label of its train/dev files.*'Chemical'",
     ):
         build_instructions(config, tmp_path / "typo", progress=False)
     # types left out of labels are counted in stats.json (taught as no entity)
@@ -553,6 +554,9 @@ def test_source_that_yields_no_train_examples_is_an_error(biored, tmp_path):
     sources["biored_re"] = {**sources["biored_re"], "labels": ["Asociation"], "negative_ratio": 0}
     with pytest.raises(ValueError, match=r"sources\.biored_re\]: no train examples from 4"):
         build_instructions(config, tmp_path / "a", progress=False)
+    sources["biored_re"].update(labels=RELATION_LABELS, weight=0.01)  # rounds to no copy
+    with pytest.raises(ValueError, match=r"weight 0\.01 keeps no copy of its \d+ examples"):
+        build_instructions(config, tmp_path / "w", progress=False)
     sources["biored_re"]["weight"] = 0  # switched off on purpose: fine
     report = build_instructions(config, tmp_path / "b", progress=False)
     assert report.stats["sources"]["biored_re"]["examples"]["train"] == 0

@@ -157,6 +157,28 @@ def test_labels_the_adapter_never_learned_are_warned_once(
     assert "entity_labels ['Disease', 'Gene'] is not a label set" in message
     (message,) = warned(entity_labels=["Gene", "Disease"], relation_labels=["Bind"])
     assert "relation_labels ['Bind']" in message and "[['Bind', 'Association']]" in message
+    # per-type NER prompts name one type each: trained types in any order or subset match
+    meta["data"]["train"]["prompt_formats"] = {"ner": ["per_type"]}
+    (adapter / "training_meta.json").write_text(json.dumps(meta))
+    relations = {"relation_labels": ["Bind", "Association"]}
+    assert warned(entity_labels=["Disease"], **relations) == []
+    (message,) = warned(entity_labels=["Disease", "Chemical"], **relations)
+    assert "entity_labels ['Disease', 'Chemical']" in message
+
+
+def test_prepare_reads_only_the_records_of_the_tasks_asked(tmp_path):
+    """An adapter trained on two NER variants needs ner_prompt set only where entities
+    are asked: a relations-only pipeline (calibrate, the hybrid) prepares as it is."""
+    meta = {"data": {"train": {"prompt_formats": {"ner": ["all_types", "per_type"]}}}}
+    (tmp_path / "training_meta.json").write_text(json.dumps(meta))
+    config = {"adapter": str(tmp_path)}
+    relations = spacy.blank("en").add_pipe(
+        "bio_relation_llm", config={**config, "tasks": ["relations"]}
+    )
+    assert relations.prepare(load_model=False) is relations
+    both = spacy.blank("en").add_pipe("bio_relation_llm", config=config)
+    with pytest.raises(AdapterPromptError, match="set ner_prompt"):
+        both.prepare(load_model=False)
 
 
 def test_auto_ner_prompt_follows_the_adapter(tmp_path):

@@ -116,6 +116,10 @@ def test_cut_off_answers_lose_their_last_mention():
     answer = "Gene: NIS ... TSH\nDise"
     parsed = ner.parse_answer(answer, LABELS)
     assert ner.drop_cut_mention(parsed, answer).mentions == [("Gene", "NIS"), ("Gene", "TSH")]
+    # cut inside a repeat of a form listed whole before: that mention stays
+    answer = "Gene: NIS ... TSH ... TSH"
+    parsed = ner.parse_answer(answer, LABELS)
+    assert ner.drop_cut_mention(parsed, answer).mentions == [("Gene", "NIS"), ("Gene", "TSH")]
 
 
 def test_forms_without_a_word_or_meaning_none_are_rejected_and_counted():

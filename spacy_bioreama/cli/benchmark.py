@@ -19,6 +19,7 @@ from ._util import (
     TasksOption,
     app,
     build_pipeline,
+    fail,
     load_model,
     read_gold,
 )
@@ -74,6 +75,7 @@ def benchmark(
     spacy-llm's Hugging Face models do) and llama.cpp (when installed), measured in the
     same run on the same prompts. Prints a table, then one JSON line (also written to --output)."""
     from ..evaluation.benchmark import format_table, run_benchmark
+    from ..evaluation.benchmark_llama_cpp import llama_cpp_version
     from ..util.cmdline import command_line
 
     sizes = _batch_sizes(batch_sizes)
@@ -88,6 +90,10 @@ def benchmark(
         max_prompt_tokens=max_prompt_tokens,
     )
     gold = read_gold(corpus, nlp.vocab, docs, what="corpus")
+    if llama_cpp and llama_cpp_version() is None:  # before minutes of model loading
+        from ..models.llama_cpp import INSTALL_HINT
+
+        raise fail(f"--llama-cpp needs llama-cpp-python, which is not installed: {INSTALL_HINT}")
     load_model(component)
     record = run_benchmark(nlp, gold, sizes, command=command_line(), llama_cpp=llama_cpp)
     record["data"] = str(corpus)

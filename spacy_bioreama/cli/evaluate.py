@@ -318,16 +318,9 @@ def calibrate(
 def _saved_pair_scores(path: Path, gold: list, vocab) -> list:
     """The documents a run saved with ``--pair-scores``, checked against `gold` (the same
     documents, in order): a mismatch is a clear error naming the file."""
-    from spacy.tokens import DocBin
-
     from ..evaluation.calibration import pair_scores
 
-    if not path.is_file():
-        raise fail(f"{path}: no such file (write it with --pair-scores)")
-    try:
-        docs = list(DocBin().from_disk(path).get_docs(vocab))
-    except Exception as err:  # noqa: BLE001 - any unreadable DocBin is the same user error
-        raise fail(f"{path}: not a readable DocBin ({err})") from err
+    docs = read_gold(path, vocab, what="pair scores (write it with --pair-scores)")
     if len(docs) < len(gold) or any(d.text != g.text for d, g in zip(docs, gold, strict=False)):
         raise fail(f"{path}: holds other documents than the held-out file (or fewer of them)")
     docs = docs[: len(gold)]
@@ -360,9 +353,11 @@ def compare(
 
 def _column_names(paths: list[Path]) -> list[tuple[str, Path]]:
     """A column name per file: its stem, or its folder and stem where stems repeat
-    (``a/metrics.json`` and ``b/metrics.json``)."""
+    (``a/metrics.json`` and ``b/metrics.json``), else its path."""
     stems = [p.stem for p in paths]
-    return [(p.stem if stems.count(p.stem) == 1 else f"{p.parent.name}/{p.stem}", p) for p in paths]
+    names = [p.stem if stems.count(p.stem) == 1 else f"{p.parent.name}/{p.stem}" for p in paths]
+    # still the same (x/a/metrics.json, y/a/metrics.json): the paths as given
+    return [(n if names.count(n) == 1 else str(p), p) for n, p in zip(names, paths, strict=True)]
 
 
 def _metrics_file(path: Path) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from spacy.vocab import Vocab
 from ..annotations.doc_ids import DOC_ID_KEY
 from ..annotations.relations import Relation
 from ..annotations.spans import make_aligned_doc, set_entities, split_concept_ids
+from ..util.text_lines import UTF8_BOM, decode_utf8_line
 from .report import ConversionReport
 
 MakeDoc = Callable[[str], Doc]
@@ -84,11 +85,6 @@ class SeenIds:
         self.seen.add(doc_id)
 
 
-# A UTF-8 byte order mark is an encoding mark, not text: readers drop it, so that it
-# never shifts the offsets of the first document (found by tests/test_reader_fuzz.py).
-UTF8_BOM = "\ufeff"
-
-
 def read_text(path: PathArg) -> str:
     """Read a UTF-8 text file (a leading BOM dropped); decoding errors become a
     `CorpusFormatError` with a line."""
@@ -135,11 +131,9 @@ def decode_line(raw: bytes, path: PathArg, lineno: int) -> str:
     the message `read_text` gives for the whole file. A BOM opening line 1 is dropped,
     as `read_text` does."""
     try:
-        line = raw.decode("utf-8")
+        line = decode_utf8_line(raw, lineno)
     except UnicodeDecodeError as err:
         raise CorpusFormatError(path, f"not valid UTF-8 ({err.reason})", lineno) from None
-    if lineno == 1:
-        line = line.removeprefix(UTF8_BOM)
     if line.endswith("\n"):
         line = line[:-1]
     return line[:-1] if line.endswith("\r") else line

@@ -78,9 +78,12 @@ def _text_markup(doc: Doc, prefix: str, statuses: Sequence[str] | None) -> str:
     """The document text with its mentions, through displaCy's span renderer."""
     mentions = all_mentions(doc)
     pieces, covering = _pieces(doc.text, mentions)
-    # displaCy joins the pieces outside mentions with a space: the marker takes it back,
-    # also after a piece that ends in its own whitespace (else "binds  PALB2")
-    tokens = [p if covering[i] or not p else p + _NOSPACE for i, p in enumerate(pieces)]
+    # displaCy adds a space after each piece outside mentions, and after a blank piece
+    # inside one (the gap between two inner mentions of an outer one): the marker takes
+    # it back, also after a piece that ends in its own whitespace (else "binds  PALB2")
+    tokens = [
+        p + _NOSPACE if p and not (covering[i] and p.strip()) else p for i, p in enumerate(pieces)
+    ]
     spans = []
     for m in range(len(mentions)):
         start = next(i for i, c in enumerate(covering) if m in c)
@@ -90,13 +93,15 @@ def _text_markup(doc: Doc, prefix: str, statuses: Sequence[str] | None) -> str:
     options = {**_OPTIONS, "template": _TEMPLATES, "colors": colours}
     data = {"text": doc.text, "spans": spans, "tokens": tokens}
     markup = displacy.render([data], style="span", manual=True, options=options, jupyter=False)
-    markup = markup.replace(_NOSPACE + " ", "")
+    # the marker and displaCy's space after it; inside a mention no space follows it
+    markup = markup.replace(_NOSPACE + " ", "").replace(_NOSPACE, "")
     markup = _MARKER.sub(
         lambda g: _chip(mentions[int(g[1])], f"{prefix}m{g[1]}", statuses and statuses[int(g[1])]),
         markup,
     )
-    # displaCy writes one `bio-tok` per non-blank piece that a mention covers, in order
-    marked = [c for p, c in zip(pieces, covering, strict=True) if c and p.strip()]
+    # displaCy writes one `bio-tok` per non-blank token that a mention covers, in order
+    # (a blank piece inside a mention is one: its marker is not blank)
+    marked = [c for t, c in zip(tokens, covering, strict=True) if c and t.strip()]
     parts = markup.split(_TOKEN)
     if len(parts) - 1 != len(marked):
         raise RuntimeError("displaCy's span markup does not match the mention pieces")

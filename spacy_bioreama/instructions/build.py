@@ -80,6 +80,7 @@ from ..corpora.base import CorpusFormatError, read_docbin
 from ..tasks.registry import unit_task
 from ..tasks.relation import sample_negatives
 from ..tasks.units import SourcePlan, Unit, UnitContext, UnitTask
+from ..util.settings import did_you_mean
 from .config import BuildSettings, SourceConfig, load_config, parse_config
 from .lengths import LengthCounter, make_length_counter
 from .stats import BuildReport, split_stats
@@ -338,6 +339,25 @@ def _load_splits(
     return train, dev, heldout, info
 
 
+def _check_label_map_keys(src: SourceConfig, task: UnitTask, store: _DocStore) -> None:
+    """A ValueError for ``label_map`` keys that name no label of the source's train and
+    dev files (`UnitTask.label_keys`): a typo would leave those annotations unrenamed
+    (an NER mention stays in the text, taught as no entity). The whole files are read,
+    not the documents kept, so a rare type that ``max_docs`` leaves out is no error."""
+    if not src.label_map or task.label_keys is None:
+        return
+    docs = list(store.load(src.train, f"{_where(src)} train"))
+    if src.dev is not None:
+        docs += store.load(src.dev, f"{_where(src)} dev")
+    seen = {key for doc in docs for key in task.label_keys(doc)}
+    unmatched = sorted(set(src.label_map) - seen)
+    if unmatched:
+        raise ValueError(
+            f"{_where(src)} label_map: {unmatched} name no label of its train/dev files "
+            f"(they have {sorted(seen)}).{did_you_mean(unmatched[0], seen)}"
+        )
+
+
 # ------------------------------------------------------------------------ units
 def _weighted(units: list[Unit], weight: float, rng: random.Random) -> list[tuple[Unit, int]]:
     """(unit, copy) pairs: `int(weight)` copies of every unit plus a seeded sample of
@@ -470,6 +490,7 @@ def _build_source(
     seed = builder.settings.seed
     train, dev, heldout, info = _load_splits(src, store, seed)
     task = unit_task(src.task)
+    _check_label_map_keys(src, task, store)
     plan = task.plan(train, src, _where(src))
     info.update(plan.info)
     counts: dict[str, Counter] = {split: Counter() for split in SPLITS}
@@ -495,12 +516,14 @@ def _build_source(
     info["examples"] = {split: len(out[split]) for split in out}
     info["too_long"] = too_long
     if not out["train"] and src.weight > 0:  # weight 0 switches a source off on purpose
-        counts_seen = {k: v for k, v in counts["train"].items() if v}
-        raise ValueError(
-            f"{_where(src)}: no train examples from {len(train)} documents "
-            f"(labels, label_map or max_length leave none; what was seen: {counts_seen}, "
-            f"too long: {too_long['train']})"
-        )
+        if not units["train"]:
+            seen = {k: v for k, v in counts["train"].items() if v}
+            why = f"labels, label_map or the caps leave no example; seen: {seen}"
+        elif not copies["train"]:
+            why = f"weight {src.weight:g} keeps no copy of its {len(units['train'])} examples"
+        else:
+            why = f"all {too_long['train']} are longer than max_length"
+        raise ValueError(f"{_where(src)}: no train examples from {len(train)} documents ({why})")
     if task.windowed:
         info["windows"] = {
             key: sum(counts[split].pop(key, 0) for split in counts)

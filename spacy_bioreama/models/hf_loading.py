@@ -186,6 +186,14 @@ _CONVERT_HINT = (
 )
 
 
+# what PEFT says when an adapter's weights or target modules are not the base model's
+_MISMATCH_MESSAGES = ("size mismatch", "Target modules", "not found in the base model")
+
+
+def _adapter_mismatch(err: Exception) -> bool:
+    return any(text in str(err) for text in _MISMATCH_MESSAGES)
+
+
 def check_adapter_dir(adapter: Path) -> None:
     """Fail early, with a clear message, on a folder that is not a safetensors PEFT adapter.
     A pickled ``adapter_model.bin`` is refused: unpickling can run arbitrary code."""
@@ -265,12 +273,13 @@ def load_model_and_tokenizer(
 
         try:
             model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
-        except (RuntimeError, ValueError, KeyError) as err:
-            # PEFT's own message is a page of tensor shapes; the usual cause is one line
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        except (RuntimeError, ValueError) as err:
+            if isinstance(err, torch.OutOfMemoryError) or not _adapter_mismatch(err):
+                raise
+            # PEFT's own message is a page of tensor shapes; the cause fits one line
             raise ValueError(
                 f"adapter {adapter} does not fit base model {model_name_or_path} (was it "
-                f"trained on another model?): {first}"
+                f"trained on another model?): {str(err).strip().splitlines()[0]}"
             ) from err
         if merge_adapter:
             model = model.merge_and_unload()

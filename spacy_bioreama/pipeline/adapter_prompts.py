@@ -43,7 +43,8 @@ def _trained_entry(adapter: str | os.PathLike | None, key: str, task: str) -> tu
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise AdapterPromptError(
             f"{path}: cannot read the adapter's training record ({err}), so the prompts "
-            f"it was trained on are unknown; restore the file or set the prompt settings"
+            f"and labels it was trained with are unknown; restore the file from its "
+            f"training run (training/<run>/training_meta.json)"
         ) from err
     where = "the file"
     for field in ("data", "train", key, task):
@@ -85,14 +86,21 @@ def trained_label_sets(adapter: str | os.PathLike | None, task: str) -> list[lis
 
 
 def untrained_labels_message(
-    adapter: str | os.PathLike | None, task: str, setting: str, labels: list[str]
+    adapter: str | os.PathLike | None,
+    task: str,
+    setting: str,
+    labels: list[str],
+    any_subset: bool = False,
 ) -> str | None:
     """A warning when `labels` (the component's `setting`) is none of the label sets
     the adapter learned `task` with: its prompts then name labels, or an order, the
-    adapter never saw, which costs accuracy silently. None when they match or the
-    adapter has no record."""
+    adapter never saw, which costs accuracy silently. With `any_subset` (prompts that
+    name one label each), any of the trained labels in any order match. None when they
+    match or the adapter has no record."""
     trained = trained_label_sets(adapter, task)
     if not trained or list(labels) in trained:
+        return None
+    if any_subset and set(labels) <= {label for known in trained for label in known}:
         return None
     return (
         f"bio_relation_llm: {setting} {list(labels)} is not a label set adapter "

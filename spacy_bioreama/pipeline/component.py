@@ -263,12 +263,17 @@ class BioRelationLLM:
         any work (commands turn these ValueError/OSError/ImportError into clear errors)."""
         if self.adapter and not Path(self.adapter).is_dir():
             raise FileNotFoundError(f"bio_relation_llm: adapter directory {self.adapter} not found")
-        _ = (
-            self.effective_relation_prompt,
-            self.effective_ner_prompt,
-            self.effective_relation_rationale,
-            self.effective_none_threshold,
-        )
+        # only the records of the tasks asked: a relations-only run must not fail on the
+        # adapter's NER variants (nor the reverse)
+        if TASK_ENTITIES in self.tasks:
+            _ = self.effective_ner_prompt
+        if TASK_RELATIONS in self.tasks:
+            _ = (
+                self.effective_relation_prompt,
+                self.effective_relation_rationale,
+                self.effective_none_threshold,
+            )
+        self._warn_untrained_labels()
         if load_model:
             _ = self.backend
         return self
@@ -575,19 +580,28 @@ class BioRelationLLM:
             tuple(self.tasks),
             tuple(self.entity_labels),
             tuple(self.relation_labels),
+            self.ner_prompt,
         )
         if key == self._labels_checked:
             return
         self._labels_checked = key
-        for task, family, setting, labels in (
-            (TASK_ENTITIES, NER, "entity_labels", self.entity_labels),
-            (TASK_RELATIONS, RE, "relation_labels", self.relation_labels),
-        ):
-            message = task in self.tasks and untrained_labels_message(
-                self.adapter, family, setting, list(labels)
+        messages = []
+        if TASK_ENTITIES in self.tasks:
+            # per-type prompts name one type each: any trained types, in any order, match
+            per_type = self.effective_ner_prompt == "per_type"
+            messages.append(
+                untrained_labels_message(
+                    self.adapter, NER, "entity_labels", list(self.entity_labels), per_type
+                )
             )
-            if message:
-                warnings.warn(message, stacklevel=3)
+        if TASK_RELATIONS in self.tasks:
+            messages.append(
+                untrained_labels_message(
+                    self.adapter, RE, "relation_labels", list(self.relation_labels)
+                )
+            )
+        for message in filter(None, messages):
+            warnings.warn(message, stacklevel=3)
 
     def _warn_no_allowed_pairs(self, concepts: list[re_task.Concept]) -> None:
         """Count windows whose concepts form no allowed type pair; warn once when their

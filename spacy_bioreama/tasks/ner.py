@@ -42,7 +42,6 @@ from ..annotations.spans import (
     text_slice,
 )
 from ..models.backend import CopySpans
-from ..util.settings import did_you_mean
 from .base import TaskExample, pick_instruction
 from .names import NER
 from .units import (
@@ -125,6 +124,9 @@ class ParsedEntities:
     # listed forms that cannot be a mention: no letter or digit ("." of "TP53 ...."),
     # or an empty-answer word inside a list ("BRCA1 ... None")
     rejected_forms: int = 0
+    # whether the answer's last listed form added the last mention (not a repeat or a
+    # rejected form): only then can a cut-off answer have cut that mention
+    last_form_added: bool = False
 
 
 def check_ner_prompt(prompt: str) -> str:
@@ -215,6 +217,7 @@ def parse_answer(answer: str, labels: Sequence[str]) -> ParsedEntities:
     by_lower = {label.lower(): label for label in labels}
     mentions: list[tuple[str, str]] = []
     bad = unknown = rejected = 0
+    last_added = False
     for line in answer.splitlines():
         if not line.strip():
             continue
@@ -233,11 +236,13 @@ def parse_answer(answer: str, labels: Sequence[str]) -> ParsedEntities:
             form = form.strip()
             if not form:
                 continue
+            last_added = False
             if form.lower() in _EMPTY_WORDS or not any(ch.isalnum() for ch in form):
                 rejected += 1  # grounded, it would mark every "." or "none" of the text
             elif (label, form) not in mentions:
                 mentions.append((label, form))
-    return ParsedEntities(mentions, bad, unknown, rejected)
+                last_added = True
+    return ParsedEntities(mentions, bad, unknown, rejected, last_added)
 
 
 def copy_spans(texts: Sequence[str | None]) -> CopySpans:
@@ -262,7 +267,7 @@ def drop_cut_mention(parsed: ParsedEntities, answer: str) -> ParsedEntities:
     """For an answer cut off by the token limit: its last mention may be a prefix of
     what the model meant ("sodium/iodide" of "sodium/iodide symporter"), so drop it,
     but only when the answer ends on it (not when the cut fell in a later type line)."""
-    if not parsed.mentions or not answer.rstrip().endswith(parsed.mentions[-1][1]):
+    if not parsed.last_form_added or not answer.rstrip().endswith(parsed.mentions[-1][1]):
         return parsed
     return replace(parsed, mentions=parsed.mentions[:-1])
 
@@ -347,13 +352,6 @@ def plan_source(train: Sequence[Doc], source: SourceLike, where: str) -> SourceP
     split annotates (BioRED's order first), each renamed through ``label_map``."""
     label_map = source.label_map or {}
     corpus_types = Counter(s.label_ for doc in train for s in all_mentions(doc))
-    unmatched = sorted(set(label_map) - set(corpus_types))
-    if unmatched:  # a typo would leave those mentions in the text, taught as no entity
-        hint = did_you_mean(unmatched[0], corpus_types)
-        raise ValueError(
-            f"{where} label_map: {unmatched} name no entity type of the train split "
-            f"(it has {sorted(corpus_types)}).{hint}"
-        )
     labels = source.labels or ordered_labels(
         (label_map.get(t, t) for t in corpus_types), BIORED_ENTITY_LABELS
     )
@@ -425,4 +423,5 @@ UNITS = UnitTask(
     windowed=True,
     tally=_answer_types,
     tally_name="ner (entity forms)",
+    label_keys=lambda doc: (span.label_ for span in all_mentions(doc)),
 )

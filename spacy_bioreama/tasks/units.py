@@ -182,7 +182,9 @@ class UnitTask:
     the task has no negatives). `windowed`: documents are cut into windows (their
     counts go to ``stats.json``). `tally`, `tally_name`: for tasks without a single
     answer label, the labels an answer lists (``by_label`` statistics under
-    `tally_name`)."""
+    `tally_name`). `label_keys`: the corpus labels of a document that a source's
+    ``label_map`` renames (its keys are checked against the whole train and dev files:
+    a key naming none of them is a typo); None: not checked."""
 
     name: str
     plan: Callable[[Sequence[Doc], SourceLike, str], SourcePlan]
@@ -192,6 +194,7 @@ class UnitTask:
     windowed: bool = False
     tally: Callable[[str, Sequence[str]], list[str]] | None = None
     tally_name: str = ""
+    label_keys: Callable[[Doc], Iterable[str]] | None = None
 
 
 __all__ = [

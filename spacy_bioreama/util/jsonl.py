@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .text_lines import decode_utf8_line
+
 
 class JsonLineError(ValueError):
     """A line of a JSON Lines input that is not a JSON object (`lineno`, `reason`)."""
@@ -58,11 +60,9 @@ def iter_json_objects(path: Path, error: type[Exception]) -> Iterator[tuple[int,
 
 
 def _decoded_lines(raw_lines: Iterable[bytes]) -> Iterator[str]:
-    """Each line as UTF-8 text; one that is not raises `JsonLineError` with its number
-    (decoding the whole file would name a byte offset of a buffer, not a line)."""
+    """Each line as UTF-8 text; one that is not raises `JsonLineError` with its number."""
     for lineno, raw in enumerate(raw_lines, 1):
         try:
-            text = raw.decode("utf-8")
+            yield decode_utf8_line(raw, lineno)
         except UnicodeDecodeError as err:
             raise JsonLineError(lineno, f"not valid UTF-8 ({err.reason})") from None
-        yield text.removeprefix("\ufeff") if lineno == 1 else text  # a BOM is no text
