@@ -576,6 +576,20 @@ def test_wrong_or_emptied_train_file_is_named(biored, tmp_path):
         build_instructions(config, tmp_path / "b", progress=False)
 
 
+def test_calibration_documents_are_never_dev_documents(biored, tmp_path):
+    """A train file that also holds the dev documents (BC5CDR's does): those are dropped
+    before the calibration documents are held out, so none of them is one."""
+    every = _write(_first_docs(BIORED_DEV, 6), tmp_path / "all.spacy")
+    config = _biored_config(biored)
+    del config["instructions"]["sources"]["biored_ner"]
+    source = config["instructions"]["sources"]["biored_re"]
+    source.update(train=str(every), calibration_fraction=0.6)
+    stats = build_instructions(config, tmp_path / "out", progress=False).stats["sources"]
+    held = set(stats["biored_re"]["calibration_doc_ids"])
+    assert held and not held & set(_docs(biored["dev"]))
+    assert stats["biored_re"]["train_docs_in_dev_dropped"] == 2
+
+
 def test_heldout_split_is_order_independent(nlp):
     docs = [_doc(nlp, "x y", [], doc_id=f"id{i}") for i in range(20)]
     _, dev = heldout_split(docs, 0.25)

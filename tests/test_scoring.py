@@ -6,7 +6,7 @@ from spacy.training import Example
 
 from spacy_bioreama.annotations.relations import Relation
 from spacy_bioreama.annotations.spans import set_entities
-from spacy_bioreama.evaluation.scorers import score_bio
+from spacy_bioreama.evaluation.scorers import relation_hits, score_bio
 
 TEXT = "Aspirin reduces fever and aspirin causes ulcers in COX1 mice."
 #       0      7       15    21  25      33     40     47 50  55
@@ -170,6 +170,42 @@ def test_relations_of_concepts_sharing_a_mention_stay_distinct(nlp):
     assert scores["rel_micro_r"] == pytest.approx(1 / 2)
 
 
+def test_relation_of_the_other_concept_of_a_shared_mention_is_wrong(nlp):
+    """A mention naming two concepts (BioRED "D004409,D006948"), gold relating only the
+    first: a relation of the second is a false positive (it was credited as the first's),
+    and predicting both keeps the second as one (it was merged into the first)."""
+    mentions = [(0, 7, "Chemical", "C1"), (51, 55, "Gene", "G1,G2")]
+    gold = _doc(nlp, mentions, [Relation((0, 1), (8, 9), "C1", "G1", "Bind")])
+    wrong = Relation((0, 1), (8, 9), "C1", "G2", "Bind")
+    scores = score_bio([Example(_doc(nlp, mentions, [wrong]), gold)])
+    assert (scores["rel_micro_p"], scores["rel_micro_r"]) == (0.0, 0.0)
+    both = [Relation((0, 1), (8, 9), "C1", "G1", "Bind"), wrong]
+    scores = score_bio([Example(_doc(nlp, mentions, both), gold)])
+    assert scores["rel_micro_p"] == pytest.approx(1 / 2)
+    assert scores["rel_micro_r"] == pytest.approx(1.0)
+    # the per-relation verdict (reliability diagram, relation view) agrees
+    assert relation_hits(_doc(nlp, mentions, both), gold) == [True, False]
+
+
+def test_relation_between_two_names_of_one_gold_concept_is_a_false_positive(nlp):
+    """End to end: two text concepts whose mentions are one gold concept's (as "p53"
+    and "tp53" would be) related to each other: a false positive, not left uncounted."""
+    chem, dis = (0, 7, "Chemical", "C1"), (16, 21, "Disease", "D1")
+    gold_rel = Relation((0, 1), (2, 3), "C1", "D1", "Association")
+    gold = _doc(nlp, [chem, dis, (41, 47, "Gene", "G1"), (51, 55, "Gene", "G1")], [gold_rel])
+    pred = _doc(nlp, [chem, dis, (41, 47, "Gene", ""), (51, 55, "Gene", "")])
+    first, second = (s for s in pred.ents if s.label_ == "Gene")
+    same = Relation(
+        (first.start, first.end), (second.start, second.end),
+        first.text.lower(), second.text.lower(), "Association",
+    )  # fmt: skip
+    assert first.text.lower() != second.text.lower()
+    pred._.relations = [gold_rel, same]
+    scores = score_bio([Example(pred, gold)])
+    assert scores["rel_micro_p"] == pytest.approx(1 / 2)
+    assert scores["rel_micro_r"] == pytest.approx(1.0)
+
+
 def test_novelty_setting_when_predicted(nlp):
     gold = _doc(
         nlp,
@@ -204,3 +240,14 @@ def test_negative_labels_are_not_relations(nlp):
     scores = score_bio([Example(pred, gold)])
     assert scores["rel_micro_p"] == 0.0  # a positive prediction on a negative pair: fp
     assert scores["rel_per_type"]["1"] == {"p": 0.0, "r": 0.0, "f": 0.0}
+
+
+def test_text_concept_ids_are_never_split_into_several():
+    """End-to-end mentions get their text as concept id: one holding an id separator
+    ("2,4-dinitrophenol") stays one concept, not "2" and "4-dinitrophenol"."""
+    from spacy_bioreama.annotations.spans import normalise_concept, split_concept_ids
+
+    for text in ("2,4-Dinitrophenol", "46,XY  sex reversal", "A|B; C"):
+        primary, secondary = split_concept_ids(normalise_concept(text))
+        assert len(primary) == 1 and secondary == []
+    assert normalise_concept(" 2,4-Dinitrophenol ") == "2 4-dinitrophenol"

@@ -22,9 +22,15 @@ OVERFLOW_KEY = "bio_entities"
 _SPACE_RE = re.compile(r"\s+")
 
 
+# what separates several ids in an id field (`split_concept_ids`): a text id holding one
+# would be read as several concepts ("2,4-dinitrophenol" as "2" and "4-dinitrophenol")
+_ID_SEPARATORS = re.compile(r"[,;|]")
+
+
 def normalise_concept(text: str) -> str:
-    """Concept id for a predicted mention without a knowledge-base id."""
-    return _SPACE_RE.sub(" ", text.strip().lower())
+    """Concept id for a predicted mention without a knowledge-base id: the text in lower
+    case, spaces collapsed, id separators (``,;|``) read as spaces."""
+    return _SPACE_RE.sub(" ", _ID_SEPARATORS.sub(" ", text).strip().lower()).strip()
 
 
 def text_length(doc: Doc) -> int:

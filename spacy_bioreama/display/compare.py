@@ -3,8 +3,8 @@ are misses (gold only) and which are false positives (predicted only).
 
 The matching is the scorers' (`evaluation/scorers.py`): a mention matches on exact
 (start, end, label) character offsets; a relation on its unordered concept pair and
-label, a predicted concept being mapped to the gold concepts that share one of its
-mentions (`match_concepts`, `predicted_relation_keys`). Novelty is not compared."""
+label, concepts mapped as `match_concepts` maps them, and a predicted relation is a match
+exactly when the scorer counts it as one (`relation_hits`). Novelty is not compared."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ from spacy.tokens import Doc
 
 from ..annotations.doc_ids import doc_id
 from ..annotations.spans import all_mentions
-from ..evaluation.scorers import gold_relation_keys, match_concepts, predicted_relation_keys
+from ..evaluation.scorers import (
+    gold_relation_keys,
+    match_concepts,
+    predicted_relation_keys,
+    relation_hits,
+)
 
 MATCH, MISS, FALSE_POSITIVE = "match", "miss", "false-positive"
 
@@ -73,14 +78,8 @@ def compare(pred: Doc, gold: Doc) -> Comparison:
     ]
     concept_map = match_concepts(pred, gold)
     gold_rel = gold_relation_keys(gold)
-    gold_typed = {k[:2] for k in gold_rel}
     pred_typed = {k[:2] for k in predicted_relation_keys(pred, concept_map, gold_rel)}
-    pred_rels = []
-    for rel in pred._.relations:
-        heads = concept_map.get(rel.head_id, set())
-        tails = concept_map.get(rel.tail_id, set())
-        hit = any((frozenset((h, t)), rel.label) in gold_typed for h in heads for t in tails)
-        pred_rels.append(MATCH if hit else FALSE_POSITIVE)
+    pred_rels = [MATCH if hit else FALSE_POSITIVE for hit in relation_hits(pred, gold)]
     gold_rels = [
         MATCH if (frozenset((r.head_id, r.tail_id)), r.label) in pred_typed else MISS
         for r in gold._.relations

@@ -36,7 +36,7 @@ from ..pipeline.relation_calibration import (
     RelationCalibration,
     scaling_input,
 )
-from .scorers import gold_relation_keys, match_concepts, predicted_relation_keys, score_relations
+from .scorers import relation_hits, score_relations
 
 DEFAULT_BINS = 10
 SWEEP_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 21))  # 0.05 ... 1.0
@@ -115,16 +115,10 @@ def threshold_sweep(
 
 
 def _correctness(predicted: Doc, gold: Doc) -> list[tuple[float, bool]]:
-    """(confidence, right?) for each relation of `predicted`: right when its concept
-    pair and label match a gold relation (concepts matched as the scorer matches them)."""
-    gold_keys = gold_relation_keys(gold)
-    gold_typed = {k[:2] for k in gold_keys}
-    concepts = match_concepts(predicted, gold)
-    out = []
-    for rel in predicted._.relations:
-        keys = predicted_relation_keys(_with_relations(predicted, [rel]), concepts, gold_keys)
-        out.append((float(rel.score), any(k[:2] in gold_typed for k in keys)))
-    return out
+    """(confidence, right?) for each relation of `predicted`: right when the scorer
+    counts it as a true positive (pair + type; `relation_hits`)."""
+    hits = relation_hits(predicted, gold)
+    return [(float(rel.score), hit) for rel, hit in zip(predicted._.relations, hits, strict=True)]
 
 
 def reliability(

@@ -6,9 +6,10 @@
   pair only (`rel_pair_*`), pair + type (`rel_micro_*`, spaCy's conventional key, plus
   `rel_per_type`) and pair + type + novelty (`rel_novelty_*`, None when the system
   predicts no novelty). Negative labels of the pair-classification corpora
-  (`NEGATIVE_RELATION_LABELS`) are excluded, as the seeds and BLURB report. A predicted concept is
-  mapped to the gold concepts that share one of its mentions (same character offsets),
-  so the same code scores both the gold-entities and the end-to-end setting.
+  (`NEGATIVE_RELATION_LABELS`) are excluded, as the seeds and BLURB report. A predicted
+  concept id the gold document also uses stands for itself; any other (end to end: the
+  normalised mention text) for the gold concepts that share one of its mentions (same
+  character offsets, any type), so the same code scores both settings (`match_concepts`).
 * Pairs (GAD, EU-ADR, ChemProt, DDI; ``pair_*``): micro P/R/F1 over the positive labels
   (`metrics.positive_label_scores`). Pair corpora give one Doc per example (or per DDI
   document) with the gold relations, negatives included, in ``doc._.relations``; a
@@ -36,7 +37,7 @@ from spacy.training import Example
 from spacy.util import registry
 
 from ..annotations.labels import NEGATIVE_RELATION_LABELS
-from ..annotations.spans import all_mentions, concept_ids
+from ..annotations.spans import all_mentions, concept_ids, split_concept_ids
 from ..tasks import qa
 from ..tasks.relation import NO_RELATION
 from .metrics import choice_scores, count_prf, labelled_prf, positive_label_scores, prf_keys
@@ -72,15 +73,25 @@ def _concept_mentions(doc: Doc) -> dict[str, set[tuple[int, int]]]:
 
 
 def match_concepts(pred: Doc, gold: Doc) -> dict[str, set[str]]:
-    """Predicted concept id → gold concept ids sharing at least one mention (how a
-    predicted concept is matched in every relation and pair score)."""
+    """Predicted concept id → the gold concept ids it stands for (how a predicted
+    concept is matched in every relation and pair score). An id the gold document also
+    uses (the gold-entities setting, a linking system) stands for itself and its ``|``
+    parts only: a mention naming two concepts (``D004409,D006948``) must not let a
+    relation of one be credited to the other. Any other id (end to end: the normalised
+    text) stands for the gold concepts sharing at least one of its mentions' offsets;
+    the entity type is not compared there (NER scores it)."""
+    gold_mentions = _concept_mentions(gold)
     gold_by_offsets: dict[tuple[int, int], set[str]] = defaultdict(set)
-    for cid, offsets in _concept_mentions(gold).items():
+    for cid, offsets in gold_mentions.items():
         for off in offsets:
             gold_by_offsets[off].add(cid)
     mapping: dict[str, set[str]] = {}
     for cid, offsets in _concept_mentions(pred).items():
-        mapping[cid] = set().union(*(gold_by_offsets.get(o, set()) for o in offsets))
+        if cid in gold_mentions:
+            _, parts = split_concept_ids(cid)
+            mapping[cid] = {cid, *(part for part in parts if part in gold_mentions)}
+        else:
+            mapping[cid] = set().union(*(gold_by_offsets.get(o, set()) for o in offsets))
     return mapping
 
 
@@ -100,28 +111,39 @@ def gold_relation_keys(doc: Doc) -> set[RelationKey]:
 def predicted_relation_keys(
     doc: Doc, concept_map: dict[str, set[str]], gold: set[RelationKey]
 ) -> set[RelationKey]:
-    """One key per predicted relation, its concepts mapped to gold concepts. A concept
-    that maps to several gold concepts (composite mentions, a mention naming two
-    concepts) takes the reading that matches a gold relation, if any, so one prediction
-    is never counted twice; among those, its own ids first and then a gold relation no
-    earlier prediction took, so that two predictions do not collapse onto one gold
-    relation. An unmapped concept keeps a marker id and can only be a false positive."""
+    """The keys of the predicted relations (`relation_keys_in_order`), as a set."""
+    return {key for key in relation_keys_in_order(doc, concept_map, gold) if key is not None}
+
+
+def relation_keys_in_order(
+    doc: Doc, concept_map: dict[str, set[str]], gold: set[RelationKey]
+) -> list[RelationKey | None]:
+    """One key per relation of `doc._.relations`, in order (None for a negative label or
+    a concept with itself), its concepts mapped to gold concepts. A concept that maps to
+    several gold concepts (composite mentions, a text concept on a mention naming two)
+    takes the reading that matches a gold relation, if any, so one prediction is never
+    counted twice; among those, its own ids first and then a gold relation no earlier
+    prediction took, so that two predictions do not collapse onto one gold relation. An
+    unmapped concept keeps a marker id and can only be a false positive."""
     gold_pairs = {k[0] for k in gold}
     gold_typed = {k[:2] for k in gold}
     taken: set[tuple[frozenset[str], str]] = set()
     picked: dict[tuple[frozenset[str], str], frozenset[str]] = {}  # repeated relations
-    keys = set()
+    keys: list[RelationKey | None] = []
     for rel in doc._.relations:
-        if rel.label in NEGATIVE_RELATION_LABELS:
+        if rel.label in NEGATIVE_RELATION_LABELS or rel.head_id == rel.tail_id:
+            keys.append(None)
             continue
         heads = sorted(concept_map.get(rel.head_id) or {f"<unmatched>{rel.head_id}"})
         tails = sorted(concept_map.get(rel.tail_id) or {f"<unmatched>{rel.tail_id}"})
-        pairs = [frozenset((h, t)) for h in heads for t in tails if h != t]
-        if not pairs:
-            continue
+        # none: two predicted concepts of one gold concept ("p53", "tp53") related to
+        # each other, a false positive, never silently dropped
+        pairs = [frozenset((h, t)) for h in heads for t in tails if h != t] or [
+            frozenset((f"<same>{rel.head_id}", f"<same>{rel.tail_id}"))
+        ]
         own = frozenset((rel.head_id, rel.tail_id))
         if (own, rel.label) in picked:  # the same relation again (reversed, repeated)
-            keys.add((picked[own, rel.label], rel.label, rel.novel))
+            keys.append((picked[own, rel.label], rel.label, rel.novel))
             continue
         pairs.sort(key=lambda p: p != own)  # stable: otherwise sorted order
         typed = [p for p in pairs if (p, rel.label) in gold_typed]
@@ -131,8 +153,25 @@ def predicted_relation_keys(
         )
         taken.add((pick, rel.label))
         picked[own, rel.label] = pick
-        keys.add((pick, rel.label, rel.novel))
+        keys.append((pick, rel.label, rel.novel))
     return keys
+
+
+def relation_hits(pred: Doc, gold: Doc) -> list[bool]:
+    """For each relation of `pred`, in order: whether the scorer counts it as a true
+    positive in the pair + type setting (its key matches a gold relation that no earlier
+    relation claimed). The one per-relation verdict, for the reliability diagram and
+    the relation view, so that neither can disagree with the scores."""
+    gold_keys = gold_relation_keys(gold)
+    gold_typed = {k[:2] for k in gold_keys}
+    claimed: set[tuple[frozenset[str], str]] = set()
+    hits = []
+    for key in relation_keys_in_order(pred, match_concepts(pred, gold), gold_keys):
+        hit = key is not None and key[:2] in gold_typed and key[:2] not in claimed
+        if hit:
+            claimed.add(key[:2])
+        hits.append(hit)
+    return hits
 
 
 def relation_key_sets(eg: Example) -> tuple[set[RelationKey], set[RelationKey]]:

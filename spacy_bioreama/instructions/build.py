@@ -297,6 +297,13 @@ def _load_splits(
         dev_split = f"{src.dev_fraction:g} of train (held out by doc id hash)"
     else:
         train, dev, dev_split = list(all_train), [], None
+    # only real ids: documents without one get positional names that may coincide
+    dev_ids = {doc_id(d) for d in dev if d.user_data.get(DOC_ID_KEY)}
+    before = len(train)
+    if dev_ids:
+        train = [d for d in train if str(doc_id(d)) not in dev_ids]
+    dropped_in_dev = before - len(train)
+    # after the dev documents are gone: a calibration document is never a dev document
     if src.calibration_fraction > 0:
         n_train = len(train)
         train, calibration = heldout_split(train, src.calibration_fraction)
@@ -307,12 +314,6 @@ def _load_splits(
                 f"{_where(src)} calibration_fraction: {src.calibration_fraction:g} of "
                 f"{n_train} train documents holds none out; raise it or set it to 0"
             )
-    # only real ids: documents without one get positional names that may coincide
-    dev_ids = {doc_id(d) for d in dev if d.user_data.get(DOC_ID_KEY)}
-    before = len(train)
-    if dev_ids:
-        train = [d for d in train if str(doc_id(d)) not in dev_ids]
-    dropped_in_dev = before - len(train)
     train = _subset(train, src.max_docs, _rng(seed, src.name, "train", "docs"))
     dev = _subset(dev, src.max_dev_docs, _rng(seed, src.name, "dev", "docs"))
     if not train:
