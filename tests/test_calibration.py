@@ -86,6 +86,15 @@ def test_calibration_is_none_without_recorded_scores(docs):
     assert calibration(pred, gold, 0.5) is None
 
 
+def test_calibration_block_describes_the_relations_the_run_wrote(docs):
+    """At a threshold, the block re-decides from the recorded scores; without one (the
+    argmax rule) it takes the relations as written, not every pair with P(None) < 1."""
+    pred, gold = docs
+    assert calibration(pred, gold, 0.25)["predictions"] == 1
+    pred[0]._.relations = relations_at(pred[0], 0.25)  # what an argmax run wrote, say
+    assert calibration(pred, gold, None)["predictions"] == 1
+
+
 def test_recorded_scores_reproduce_the_component_exactly(tiny_trained_dir):
     # Re-deciding from the recorded scores at the component's own threshold gives the
     # relations it wrote: the sweep is the component run at each threshold, not a guess.

@@ -392,10 +392,16 @@ def calibration(
     pair scores were recorded (a backend without option probabilities)."""
     if not any(pair_scores(p) for p in predicted):
         return None
-    threshold = 1.0 if none_threshold is None else none_threshold
+    # without a threshold the component took the argmax answer: its relations as written
+    # (a threshold of 1.0 would relate every pair with P(None) < 1)
+    docs = (
+        list(predicted)
+        if none_threshold is None
+        else [_with_relations(p, relations_at(p, none_threshold)) for p in predicted]
+    )
     return {
         "none_threshold": none_threshold,
-        **reliability([_with_relations(p, relations_at(p, threshold)) for p in predicted], gold),
+        **reliability(docs, gold),
         "sweep": threshold_sweep(predicted, gold),
     }
 
