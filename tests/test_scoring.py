@@ -204,6 +204,23 @@ def test_relation_between_two_names_of_one_gold_concept_is_a_false_positive(nlp)
     scores = score_bio([Example(pred, gold)])
     assert scores["rel_micro_p"] == pytest.approx(1 / 2)
     assert scores["rel_micro_r"] == pytest.approx(1.0)
+    assert relation_hits(pred, gold) == [True, False]
+
+
+def test_two_names_of_one_concept_related_alike_share_the_verdict(nlp):
+    """End to end, "ulcers" and "COX1" both stand for gold G1: the same relation predicted
+    for each is one key to the scorer (one true positive), and both read as right."""
+    chem = (0, 7, "Chemical", "C1")
+    gold_rel = Relation((0, 1), (6, 7), "C1", "G1", "Bind")
+    gold = _doc(nlp, [chem, (41, 47, "Gene", "G1"), (51, 55, "Gene", "G1")], [gold_rel])
+    pred = _doc(nlp, [chem, (41, 47, "Gene", ""), (51, 55, "Gene", "")])
+    genes = [s for s in pred.ents if s.label_ == "Gene"]
+    pred._.relations = [
+        Relation((0, 1), (g.start, g.end), "C1", g.text.lower(), "Bind") for g in genes
+    ]
+    scores = score_bio([Example(pred, gold)])
+    assert (scores["rel_micro_p"], scores["rel_micro_r"]) == (1.0, 1.0)
+    assert relation_hits(pred, gold) == [True, True]
 
 
 def test_novelty_setting_when_predicted(nlp):

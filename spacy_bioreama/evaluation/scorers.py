@@ -87,11 +87,12 @@ def match_concepts(pred: Doc, gold: Doc) -> dict[str, set[str]]:
             gold_by_offsets[off].add(cid)
     mapping: dict[str, set[str]] = {}
     for cid, offsets in _concept_mentions(pred).items():
-        if cid in gold_mentions:
+        at_offsets = set().union(*(gold_by_offsets.get(o, set()) for o in offsets))
+        if cid in at_offsets:  # a gold id, on one of its own gold mentions
             _, parts = split_concept_ids(cid)
             mapping[cid] = {cid, *(part for part in parts if part in gold_mentions)}
         else:
-            mapping[cid] = set().union(*(gold_by_offsets.get(o, set()) for o in offsets))
+            mapping[cid] = at_offsets
     return mapping
 
 
@@ -158,19 +159,21 @@ def relation_keys_in_order(
 
 
 def relation_hits(pred: Doc, gold: Doc) -> list[bool]:
-    """For each relation of `pred`, in order: whether the scorer counts it as a true
-    positive in the pair + type setting (its key matches a gold relation that no earlier
-    relation claimed). The one per-relation verdict, for the reliability diagram and
-    the relation view, so that neither can disagree with the scores."""
+    """For each relation of `pred`, in order: whether the scorer counts its key as a true
+    positive in the pair + type setting (relations sharing a key, which the scorer
+    counts once, share the verdict). The one per-relation verdict, for the reliability
+    diagram and the relation view, so that neither can disagree with the scores."""
     gold_keys = gold_relation_keys(gold)
     gold_typed = {k[:2] for k in gold_keys}
-    claimed: set[tuple[frozenset[str], str]] = set()
+    verdicts: dict[tuple[frozenset[str], str], bool] = {}
     hits = []
     for key in relation_keys_in_order(pred, match_concepts(pred, gold), gold_keys):
-        hit = key is not None and key[:2] in gold_typed and key[:2] not in claimed
-        if hit:
-            claimed.add(key[:2])
-        hits.append(hit)
+        if key is None:
+            hits.append(False)
+            continue
+        # a relation whose key an earlier one had is the same prediction to the scorer
+        # (two names of one concept related alike): it shares that one's verdict
+        hits.append(verdicts.setdefault(key[:2], key[:2] in gold_typed))
     return hits
 
 
