@@ -46,15 +46,15 @@ def _trained_entry(adapter: str | os.PathLike | None, key: str, task: str) -> tu
             f"and labels it was trained with are unknown; restore the file from its "
             f"training run (training/<run>/training_meta.json)"
         ) from err
-    where = "the file"
-    for field in ("data", "train", key, task):
+    fields = ("data", "train", key, task)
+    for depth, field in enumerate(fields):
         if not isinstance(node, dict):
+            where = " > ".join(fields[:depth]) or "the file"
             raise AdapterPromptError(f"{path}: {where} must be a JSON object")
         node = node.get(field)
         if node is None:
             return None, ""
-        where = f"{where} > {field}" if where != "the file" else field
-    return node, f"{path}: {where}"
+    return node, f"{path}: {' > '.join(fields)}"
 
 
 def _strings(value: Any) -> bool:

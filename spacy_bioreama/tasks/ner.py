@@ -351,7 +351,7 @@ def plan_source(train: Sequence[Doc], source: SourceLike, where: str) -> SourceP
     """The entity types to ask for: the configured ``labels``, else the types the train
     split annotates (BioRED's order first), each renamed through ``label_map``."""
     label_map = source.label_map or {}
-    corpus_types = Counter(s.label_ for doc in train for s in all_mentions(doc))
+    corpus_types = Counter(t for doc in train for t in _mention_types(doc))
     labels = source.labels or ordered_labels(
         (label_map.get(t, t) for t in corpus_types), BIORED_ENTITY_LABELS
     )
@@ -365,6 +365,11 @@ def plan_source(train: Sequence[Doc], source: SourceLike, where: str) -> SourceP
     if not_asked:
         info["train_mentions_of_types_not_asked"] = not_asked
     return SourcePlan(tuple(labels), info)
+
+
+def _mention_types(doc: Doc) -> Iterable[str]:
+    """The corpus type of each mention: what an NER source's ``label_map`` renames."""
+    return (span.label_ for span in all_mentions(doc))
 
 
 def make_units(doc: Doc, doc_id: str, source: SourceLike, context: UnitContext) -> list[Unit]:
@@ -423,5 +428,5 @@ UNITS = UnitTask(
     windowed=True,
     tally=_answer_types,
     tally_name="ner (entity forms)",
-    label_keys=lambda doc: (span.label_ for span in all_mentions(doc)),
+    label_keys=_mention_types,
 )
