@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -260,7 +261,16 @@ def test_three_step_run_writes_loadable_adapter_and_log(tiny_model_dir, data, tm
     assert low - 0.01 <= meta["tokens_per_second"] <= high + 0.01
     assert 0 < meta["eval_in_train_runtime_s"] <= meta["eval_runtime_s"]
 
-    backend = load_backend(tiny_model_dir, adapter=adapter, device="cpu")
+    # the base model's fingerprint, as loading computes it (no mismatch warning)
+    from transformers import AutoModelForCausalLM
+
+    from spacy_bioreama.models.base_fingerprint import BaseModelMismatchWarning, base_fingerprint
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert meta["base_model_fingerprint"] == base_fingerprint(base) is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BaseModelMismatchWarning)
+        backend = load_backend(tiny_model_dir, adapter=adapter, device="cpu")
     assert backend.generate([ChatPrompt(user="x")], max_new_tokens=2)[0].new_tokens >= 1
 
     # Running the same command again does nothing.
@@ -485,6 +495,40 @@ def test_data_errors(tiny_model_dir, data, tmp_path):
     (other / "notes.txt").write_text("mine")
     with pytest.raises(OutputDirConflict, match="notes.txt"):
         train(QUICK_CFG, other, ov)
+
+
+def test_adapter_init_continues_from_that_adapter_on_its_own_base(
+    tiny_model_dir, tiny_adapter_dir, data, tmp_path
+):
+    """`model.adapter_init` trains on from an adapter (its own LoRA config, its weights),
+    and warns when that adapter was trained on another base model of the same shape."""
+    import shutil
+
+    import torch
+
+    from spacy_bioreama.models.base_fingerprint import FINGERPRINT_KEY, BaseModelMismatchWarning
+    from spacy_bioreama.models.tiny import make_tiny_llama
+
+    init = tmp_path / "init"
+    shutil.copytree(tiny_adapter_dir, init)
+    other_meta = train(
+        QUICK_CFG,
+        tmp_path / "other_run",
+        base_overrides(make_tiny_llama(tmp_path / "other", seed=1), data, max_steps=1),
+    ).meta
+    (init / "training_meta.json").write_text(
+        json.dumps({"base_model_path": "other", FINGERPRINT_KEY: other_meta[FINGERPRINT_KEY]})
+    )
+    ov = base_overrides(tiny_model_dir, data, max_steps=1, learning_rate=1e-9)
+    ov["model.adapter_init"] = str(init)
+    with pytest.warns(BaseModelMismatchWarning, match=r"trained on another base model \(other\)"):
+        result = train(QUICK_CFG, tmp_path / "run", ov)
+    # a step of 1e-9: the adapter written is the one it started from (random, non-zero
+    # lora_B), not a fresh one (lora_B zero)
+    start = load_file(init / "adapter_model.safetensors")
+    end = load_file(result.adapter_dir / "adapter_model.safetensors")
+    assert start.keys() == end.keys()
+    assert all(torch.allclose(start[k], end[k], atol=1e-6) for k in start)
 
 
 def test_training_data_records_the_label_sets_of_each_task(tiny_backend):

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from ..instructions.records import TrainingDataError, read_instruction_jsonl
+from ..models.base_fingerprint import FINGERPRINT_KEY, base_fingerprint
 from ..util.files import atomic_write_json, sha256_file
 from ..util.resources import peak_rss_bytes
 from .config import TrainConfig, TrainConfigError, load_train_config, parse_overrides
@@ -361,24 +362,26 @@ def train(
     if done is not None:
         return done
     setup = RunSetup(cfg, args, out, plan, precision, is_main, wall_start)
-    trainer, log_cb, source = _model_and_trainer(setup, data, callbacks)
+    trainer, log_cb, source, base_print = _model_and_trainer(setup, data, callbacks)
     train_seconds = run_or_resume(trainer, plan, log_cb)
     # Evaluation time inside train() only: the final dev loss below runs after train_seconds
     # stopped, so it must not be taken off the training time.
     eval_in_train_seconds = log_cb.eval_total
     dev_loss = _final_dev_loss(trainer, log_cb, trainer.eval_dataset is not None)
     timing = measure(trainer, log_cb, precision, train_seconds, eval_in_train_seconds)
-    return _save_and_report(setup, trainer, log_cb, source, data, timing, dev_loss)
+    base = (source, base_print)
+    return _save_and_report(setup, trainer, log_cb, base, data, timing, dev_loss)
 
 
 def _model_and_trainer(setup: RunSetup, data: TrainingData, callbacks: Sequence[Any]):
     """Load the model, encode the data with its prompt encoder, add LoRA, build the
-    trainer: (trainer, log callback, model source)."""
+    trainer: (trainer, log callback, model source, the base model's fingerprint)."""
     from transformers import set_seed
 
     cfg, t = setup.cfg, setup.cfg.training
     set_seed(t.seed)
     source, tokenizer, model = load_model(cfg, setup.precision, setup.args.local_process_index)
+    base_print = base_fingerprint(model)  # before LoRA wraps (and renames) it
     encoder = _prompt_encoder(model, tokenizer, source, t.max_length)
     examples = encode_and_report(encoder, data, t.max_length, setup.is_main)
     set_seed(t.seed)  # LoRA initialisation does not depend on what ran before
@@ -390,20 +393,22 @@ def _model_and_trainer(setup: RunSetup, data: TrainingData, callbacks: Sequence[
     trainer, log_cb = build_trainer(
         setup, model, tokenizer, encoder.pad_token_id, examples, callbacks
     )
-    return trainer, log_cb, source
+    return trainer, log_cb, source, base_print
 
 
 def _save_and_report(
     setup: RunSetup,
     trainer: Any,
     log_cb: Any,
-    source: Any,
+    base: tuple[Any, str | None],
     data: TrainingData,
     timing: RunTiming,
     dev_loss: float | None,
 ) -> TrainResult:
-    """Save the adapter (all ranks), publish it with its meta, log and print the end."""
+    """Save the adapter (all ranks), publish it with its meta, log and print the end.
+    `base` is the base model's source and fingerprint."""
     out, plan = setup.out, setup.plan
+    source, base_print = base
     # Final adapter: write to a temporary directory, then move it into place.
     tmp_dir = out / f".{ADAPTER_NAME}.tmp"  # the same on every rank
     if setup.is_main and tmp_dir.exists():
@@ -425,6 +430,7 @@ def _save_and_report(
         stats = (data.train_stats, data.dev_stats)
         meta = training_meta(setup.cfg, source, result, stats, setup.precision, setup.args, timing)
         meta["answer_only_logits"] = trainer.uses_answer_only_logits
+        meta[FINGERPRINT_KEY] = base_print
         result.meta = meta
         publish_adapter(out, tmp_dir, meta)
         log_cb.write(

@@ -160,6 +160,9 @@ def wrap_lora(cfg: TrainConfig, model: Any):
                 f"model.adapter_init {str(path)!r} is not a PEFT adapter directory"
             )
         check_adapter_dir(path)
+        from ..models.base_fingerprint import check_base_model
+
+        check_base_model(model, path, str(cfg.model.base))
         # The adapter's own LoRA config (rank, targets) applies; [lora] is not used.
         return PeftModel.from_pretrained(model, str(path), is_trainable=True)
     return get_peft_model(model, cfg.lora)
