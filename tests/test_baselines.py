@@ -441,6 +441,11 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
                                                   "None"]  # fmt: skip
     assert _row(page, "Bind") == ["Bind", "1", "0", "0"]
     assert _row(page, "None") == ["None", "3", "1", "–"]
+    # another JSON file in the folder (a training record) is named, not rendered as a row
+    (ablations / "t.json").write_text(json.dumps({"global_step": 3, "config": {}}))
+    result, _ = _invoke(tmp_path, args)
+    assert result.exit_code != 0
+    assert f"{ablations / 't.json'} is not an `evaluate` metrics file" in result.output
 
 
 def test_same_sentence_floor_keeps_only_pairs_a_sentence_co_mentions(nlp):

@@ -229,6 +229,11 @@ def load_ablations(folder: Path = ABLATIONS_DIR) -> list[tuple[str, dict[str, An
             metrics = json.loads(path.read_text(encoding="utf8"))
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON: {err}") from err
+        if not isinstance(metrics, dict) or not isinstance(metrics.get("meta"), dict):
+            raise ValueError(
+                f"{path} is not an `evaluate` metrics file (it has no meta block); the "
+                f"ablations folder {folder} must hold only `evaluate --name` outputs"
+            )
         loaded.append((str(get_path(metrics, "meta/name") or path.stem), metrics))
     return loaded
 
