@@ -25,6 +25,7 @@ from spacy_bioreama.evaluation.baselines import (
     spacy_llm_ner_pipeline,
 )
 from spacy_bioreama.evaluation.results import PUBLISHED
+from spacy_bioreama.evaluation.scorers import SCORER_CHANGES, SCORER_VERSION
 
 TEXT = "BRCA1 binds PALB2 in breast cancer; aspirin lowers breast cancer risk in mice."
 MENTIONS = [  # (surface, occurrence, label, concept id)
@@ -144,6 +145,7 @@ def test_baseline_cooccurrence_command_writes_metrics_with_meta(nlp, tmp_path, m
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     assert metrics["meta"]["documents"] == 2
+    assert metrics["meta"]["scorer_version"] == SCORER_VERSION
     assert metrics["meta"]["data"] == str(tmp_path / "dev.spacy")
     assert metrics["meta"]["command"].startswith("python -m spacy_bioreama baseline-cooccurrence ")
     assert metrics["gold_entities"]["rel_pair_f"] == pytest.approx(2 / 3)
@@ -280,6 +282,7 @@ def _write_fixtures(tmp_path: Path, documents: int = 10, skip: str | None = None
             "adapter": None,
             "data": "corpus/biored_dev.spacy",
             "documents": documents if key != "spacy_llm" else documents,
+            "scorer_version": SCORER_VERSION,
             "command": f"python -m spacy_bioreama make-{key}",
         }
         if key != skip:
@@ -333,6 +336,7 @@ def test_results_page_holds_every_figure_and_the_published_block(tmp_path):
     assert _row(page, "(d)")[1:] == ["", "", "", "", "66.7", "77.8", "", "10"]
     assert "(b+)" not in page and "(f)" not in page  # optional rows without files
     assert _row(page, "(a)")[3] == "1.0"
+    assert "†" not in page  # every row scored by the current scorer
     assert "`python -m spacy_bioreama make-spacy_llm`" in page  # how each row was made
     assert "| docs_per_s | 4.25 |" in page and "| speedup | 2.83 |" in page
     assert "| engine |" not in page  # a record without per-run figures: measures only
@@ -421,9 +425,13 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
     page = out.read_text()
     assert _row(page, "(b)")[6:8] == ["44.4 [40.0–49.0]", "0.081"]
     assert _row(page, "(f)")[6] == "44.4 [40.0–49.0]"
+    # the ablation file records no scorer version: marked, with what changed since
     row = _row(page, "sentence prompt")
-    assert row == ["sentence prompt", "30.1 [25.0–35.0]", "50.0", "0.62", "12 / 40", "0.050",
+    assert row == ["sentence prompt †", "30.1 [25.0–35.0]", "50.0", "0.62", "12 / 40", "0.050",
                    "30", "4500", "2.50", "–"]  # fmt: skip
+    ablation_table = page[page.index("### Relations") : page.index("Label confusion")]
+    assert "† scored by an earlier version of `score_bio`" in ablation_table
+    assert SCORER_CHANGES[2][0] in ablation_table and "†" not in page[: page.index("## Ablat")]
     assert "`abl-cmd`" in page and page.index("## Ablations") < page.index("## How each row")
     # the adapter rows are recipes too: the relation ablations read against them
     reference = _row(page, "(b) LoRA-tuned adapter (`bio_relation_llm`): `named` prompt")

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from spacy_bioreama.cli._util import DATA_DIR_ENV, app, default_data_dir
 from spacy_bioreama.evaluation.calibration import pair_scores
+from spacy_bioreama.evaluation.scorers import SCORER_VERSION
 from tests.conftest import (
     TRAINED_TEXT,
     make_trained_gold_doc,
@@ -104,6 +105,7 @@ def test_evaluate_and_compare(tiny_trained_dir, tmp_path):
     assert metrics["meta"]["documents"] == 1
     # the tasks of the end-to-end run, not the gold-entity run's relations alone
     assert metrics["meta"]["tasks"] == ["entities", "relations"]
+    assert metrics["meta"]["scorer_version"] == SCORER_VERSION  # results marks older files
     assert "| NER (strict mentions) |" in (tmp_path / "m.md").read_text()
     (predicted,) = DocBin().from_disk(tmp_path / "pred.spacy").get_docs(spacy.blank("en").vocab)
     assert [e.text for e in predicted.ents] == ["BRCA1", "PALB2", "breast cancer", "aspirin"]

@@ -21,6 +21,7 @@ from spacy_bioreama.evaluation.instruction_records import (
     evaluate_instructions,
     read_eval_records,
 )
+from spacy_bioreama.evaluation.scorers import SCORER_VERSION
 from spacy_bioreama.models.backend import ChatPrompt, Generation
 from spacy_bioreama.tasks import ner, qa
 from spacy_bioreama.tasks import relation as re_task
@@ -67,6 +68,7 @@ def test_score_biored_docbins(tmp_path):
     for key in ("ents_f", "rel_pair_f", "rel_micro_f", "rel_novelty_f"):
         assert same[key] == pytest.approx(1.0), key
     assert same["meta"]["task"] == "bio" and same["meta"]["documents"] == 3
+    assert same["meta"]["scorer_version"] == SCORER_VERSION
     assert not any(k.startswith(("pair_", "qa_")) for k in same)
 
     pred = _load(gold)

@@ -106,6 +106,7 @@ def evaluate(
     entities) and, for relations, with the gold entities given. Writes metrics JSON
     (end-to-end scores at the top level), a markdown table and the predictions."""
 
+    from ..evaluation.scorers import SCORER_VERSION
     from ..evaluation.tables import metrics_markdown
     from ..tasks.names import TASK_ENTITIES, TASK_RELATIONS
     from ..util.cmdline import command_line
@@ -157,6 +158,7 @@ def evaluate(
         "ner_window_tokens": component.ner_window_tokens,
         "max_pairs_per_window": component.max_pairs_per_window,
         "max_pairs_per_doc": component.max_pairs_per_doc,
+        "scorer_version": SCORER_VERSION,
         "command": command_line(),
     }
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -77,6 +77,7 @@ def baseline_cooccurrence(
 
     from ..annotations.labels import BIORED_TYPE_PAIRS
     from ..evaluation.baselines import run_cooccurrence
+    from ..evaluation.scorers import SCORER_VERSION
 
     nlp = spacy.blank("en")
     train_docs = read_gold(train, nlp.vocab, what="train")
@@ -101,6 +102,7 @@ def baseline_cooccurrence(
         "documents": len(gold),
         "train_data": str(train),
         "label": label,
+        "scorer_version": SCORER_VERSION,
         "command": command_line(),
     }
     write_json(output, metrics)
@@ -142,6 +144,7 @@ def baseline_spacy_ner(
     import spacy
 
     from ..evaluation.baselines import run_spacy_ner
+    from ..evaluation.scorers import SCORER_VERSION
 
     record_path = model_dir / _TRAIN_RECORD
     if train_model:
@@ -164,6 +167,7 @@ def baseline_spacy_ner(
         "config": str(config),
         "train_data": str(train),
         **record,
+        "scorer_version": SCORER_VERSION,
         "command": command_line(),
     }
     write_json(output, metrics)
@@ -219,6 +223,7 @@ def baseline_spacy_llm(
 
     from ..annotations.labels import BIORED_ENTITY_LABELS
     from ..evaluation.baselines import run_spacy_llm_ner, spacy_llm_ner_pipeline
+    from ..evaluation.scorers import SCORER_VERSION
 
     nlp = spacy_llm_ner_pipeline(
         model,
@@ -237,6 +242,7 @@ def baseline_spacy_llm(
         "documents": len(gold),
         "task": "spacy.NER.v3 (zero-shot, labels only)",
         "max_new_tokens": max_new_tokens,
+        "scorer_version": SCORER_VERSION,
         "command": command_line(),
     }
     write_json(output, metrics)

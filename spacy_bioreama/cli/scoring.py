@@ -42,11 +42,13 @@ def score(
     """Score predictions against gold without running a model. Documents are aligned
     by user_data['doc_id'] (else by position); metrics go to the JSON's top level."""
     from ..evaluation.docbins import ScoringInputError, metrics_table, score_docbins
+    from ..evaluation.scorers import SCORER_VERSION
 
     try:
         metrics = score_docbins(gold_path, pred_path, task)
     except ScoringInputError as err:
         raise fail(err) from err
+    metrics["meta"]["scorer_version"] = SCORER_VERSION
     metrics["meta"]["command"] = command_line()
     write_json(output, metrics)
     table = metrics_table(metrics)
@@ -90,6 +92,7 @@ def evaluate_instructions_command(
         evaluate_instructions,
         metrics_table,
     )
+    from ..evaluation.scorers import SCORER_VERSION
     from ..models import load_backend
 
     if none_threshold is not None and not 0.0 < none_threshold <= 1.0:
@@ -118,6 +121,7 @@ def evaluate_instructions_command(
         "limit_per_corpus": limit_per_corpus,
         "none_threshold": none_threshold,
         "max_prompt_tokens": backend.max_prompt_tokens,
+        "scorer_version": SCORER_VERSION,
         "command": command_line(),
     }
     write_json(output, metrics)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..tasks.relation import NO_RELATION
 from ..util.formatting import percent
+from .scorers import SCORER_CHANGES, SCORER_VERSION
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ COLUMNS = (
     ("relation ECE, gold entities", "gold_entities/calibration/ece"),
 )
 
-_STANDARD_META = ("model", "adapter", "data", "documents", "command")
+_STANDARD_META = ("model", "adapter", "data", "documents", "command", "scorer_version")
+OLDER_SCORER_MARK = "†"
 
 # The PNGs `results` writes into the plots folder, PLOTS_DIR next to the page.
 PLOTS_DIR = "plots"
@@ -129,6 +131,45 @@ def get_path(metrics: dict[str, Any], path: str) -> Any:
     for part in path.split("/"):
         value = value.get(part) if isinstance(value, dict) else None
     return value
+
+
+def _figure_keys(metrics: dict[str, Any]) -> list[str]:
+    """The metric keys a file holds, top level and with gold entities."""
+    gold = metrics.get("gold_entities") or {}
+    return [k for k, v in metrics.items() if v is not None] + [
+        k for k, v in gold.items() if v is not None
+    ]
+
+
+def older_scorer_changes(metrics: dict[str, Any]) -> list[str]:
+    """What the scorer versions after the one that scored `metrics` changed among the
+    figures it holds (empty: scored by the current scorer, or no figure it moved)."""
+    version = int(get_path(metrics, "meta/scorer_version") or 1)
+    keys = _figure_keys(metrics)
+    return [
+        what
+        for v, (what, prefix) in sorted(SCORER_CHANGES.items())
+        if version < v <= SCORER_VERSION and any(k.startswith(prefix) for k in keys)
+    ]
+
+
+def _marked(label: str, metrics: dict[str, Any]) -> str:
+    return f"{label} {OLDER_SCORER_MARK}" if older_scorer_changes(metrics) else label
+
+
+def older_scorer_note(files: list[dict[str, Any]]) -> list[str]:
+    """The note under a table with rows an older scorer scored (none: no lines)."""
+    changes = sorted({what for m in files for what in older_scorer_changes(m)})
+    if not changes:
+        return []
+    return [
+        "",
+        f"{OLDER_SCORER_MARK} scored by an earlier version of `score_bio` (its metrics file "
+        f"records no `scorer_version`, or one below {SCORER_VERSION}); its figures may "
+        f"differ under the current one, which changed: " + "; ".join(changes) + ". "
+        "`python -m spacy_bioreama score GOLD PREDICTIONS` re-scores a run's saved "
+        "predictions without the model.",
+    ]
 
 
 def interval_path(path: str) -> str:
@@ -290,6 +331,7 @@ def render_ablations(loaded: list[tuple[str, dict[str, Any]]], folder: Path) -> 
             *_table_head(ABLATION_COLUMNS),
         ]
         out += [_relation_ablation_row(name, m) for name, m in relations]
+        out += older_scorer_note([m for _, m in relations])
         for name, m in relations:
             confusion = get_path(m, "gold_entities/rel_confusion")
             if confusion:
@@ -346,7 +388,7 @@ def _relation_ablation_row(name: str, m: dict[str, Any]) -> str:
         for k in ("re_pairs_not_co_mentioned", "re_pairs_skipped", "re_pairs_skipped_doc_cap")
     )
     cells = [
-        name,
+        _marked(name, m),
         figure(m, "gold_entities/rel_micro_f", "–"),
         figure(m, "gold_entities/rel_pair_f", "–"),
         str(get_path(m, "meta/none_threshold")),
@@ -416,7 +458,8 @@ def render_results(
         # blank where the row does not do that task
         cells = [figure(metrics, path) for _, path in COLUMNS]
         docs = get_path(metrics, "meta/documents")
-        out.append(f"| {row.label} | " + " | ".join(cells) + f" | {docs} |")
+        out.append(f"| {_marked(row.label, metrics)} | " + " | ".join(cells) + f" | {docs} |")
+    out += older_scorer_note([metrics for _, metrics in loaded])
     if ablations:
         out += ["", *ablations]
     if plots is not None:

@@ -42,6 +42,23 @@ from ..tasks import qa
 from ..tasks.relation import NO_RELATION
 from .metrics import choice_scores, count_prf, labelled_prf, positive_label_scores, prf_keys
 
+SCORER_VERSION = 2
+"""Raised when a change to these scorers moves a figure. Metrics files record it
+(``meta/scorer_version``; files without it are version 1) and the results page marks the
+rows an older version scored (`SCORER_CHANGES`: what each version changed, and the
+metrics it moved, by key prefix)."""
+
+SCORER_CHANGES: dict[int, tuple[str, str]] = {
+    2: (
+        "2026-12-07: with gold entities, a relation predicted for the other concept of a "
+        "mention naming two (ids such as `D004409,D006948`) was credited as the gold one, "
+        "and a second prediction onto one gold relation was merged; end to end, a relation "
+        "between two text concepts of one gold concept was dropped. All are false "
+        "positives now",
+        "rel_",
+    ),
+}
+
 QA_ANSWERS: tuple[str, ...] = qa.CHOICES
 
 
