@@ -454,6 +454,20 @@ def test_results_page_shows_intervals_ece_optional_rows_and_ablations(tmp_path):
     result, _ = _invoke(tmp_path, args)
     assert result.exit_code != 0
     assert f"{ablations / 't.json'} is not an `evaluate` metrics file" in result.output
+    (ablations / "t.json").unlink()
+
+    # main rows without a scorer version: marked where they hold relation figures only
+    for name in ("tuned", "spacy_ner"):
+        path = tmp_path / f"{name}.json"
+        data = json.loads(path.read_text())
+        del data["meta"]["scorer_version"]
+        path.write_text(json.dumps(data))
+    result, out = _invoke(tmp_path, args)
+    assert result.exit_code == 0, result.output
+    main_table = out.read_text().split("## Ablations")[0]
+    assert _row(main_table, "(b)")[0].endswith(" †")
+    assert not _row(main_table, "(c)")[0].endswith("†")  # NER only: version 2 moved no figure
+    assert "† scored by an earlier version of `score_bio`" in main_table
 
 
 def test_same_sentence_floor_keeps_only_pairs_a_sentence_co_mentions(nlp):

@@ -382,6 +382,7 @@ def test_calibrate_saves_a_threshold_the_component_then_uses(
     assert result.exit_code != 0 and "--score-input must be one of" in result.output
     assert 0 < saved["none_threshold"] <= 1 and saved["documents"] == 1
     assert saved["candidate_pairs"] == 6 and "sweep" not in saved
+    assert saved["scorer_version"] == SCORER_VERSION  # the verdicts its F1/ECE count with
     assert len(json.loads((tmp_path / "calibration.json").read_text())["sweep"]) == 100
     component = spacy.blank("en").add_pipe("bio_relation_llm", config={"adapter": str(adapter)})
     assert component.effective_none_threshold == saved["none_threshold"]

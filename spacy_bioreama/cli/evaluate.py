@@ -257,6 +257,7 @@ def calibrate(
     training documents (gold entities given) and save them as ``calibration.json`` in the adapter
     folder, where the component's default ``none_threshold = "auto"`` finds them."""
     from ..evaluation.calibration import fit_calibration
+    from ..evaluation.scorers import SCORER_VERSION
     from ..pipeline.relation_calibration import SCORE_INPUTS, write_calibration
     from ..tasks.names import TASK_RELATIONS
     from ..util.cmdline import command_line
@@ -295,6 +296,7 @@ def calibrate(
         max_pairs_per_window=max_pairs,
         max_prompt_tokens=component.max_prompt_tokens,
         seconds=seconds,
+        scorer_version=SCORER_VERSION,  # the verdicts its F1 and ECE are counted with
         command=command_line(),
     )
     path = write_calibration(adapter, fitted)

@@ -92,7 +92,6 @@ def evaluate_instructions_command(
         evaluate_instructions,
         metrics_table,
     )
-    from ..evaluation.scorers import SCORER_VERSION
     from ..models import load_backend
 
     if none_threshold is not None and not 0.0 < none_threshold <= 1.0:
@@ -121,7 +120,6 @@ def evaluate_instructions_command(
         "limit_per_corpus": limit_per_corpus,
         "none_threshold": none_threshold,
         "max_prompt_tokens": backend.max_prompt_tokens,
-        "scorer_version": SCORER_VERSION,
         "command": command_line(),
     }
     write_json(output, metrics)

@@ -144,12 +144,13 @@ def _figure_keys(metrics: dict[str, Any]) -> list[str]:
 def older_scorer_changes(metrics: dict[str, Any]) -> list[str]:
     """What the scorer versions after the one that scored `metrics` changed among the
     figures it holds (empty: scored by the current scorer, or no figure it moved)."""
-    version = int(get_path(metrics, "meta/scorer_version") or 1)
+    version = get_path(metrics, "meta/scorer_version")
+    version = version if isinstance(version, int) else 1  # files from before the record
     keys = _figure_keys(metrics)
     return [
         what
-        for v, (what, prefix) in sorted(SCORER_CHANGES.items())
-        if version < v <= SCORER_VERSION and any(k.startswith(prefix) for k in keys)
+        for v, (what, prefixes) in sorted(SCORER_CHANGES.items())
+        if version < v <= SCORER_VERSION and any(k.startswith(prefixes) for k in keys)
     ]
 
 
@@ -167,8 +168,7 @@ def older_scorer_note(files: list[dict[str, Any]]) -> list[str]:
         f"{OLDER_SCORER_MARK} scored by an earlier version of `score_bio` (its metrics file "
         f"records no `scorer_version`, or one below {SCORER_VERSION}); its figures may "
         f"differ under the current one, which changed: " + "; ".join(changes) + ". "
-        "`python -m spacy_bioreama score GOLD PREDICTIONS` re-scores a run's saved "
-        "predictions without the model.",
+        "Re-running the row's command (listed with it below) scores it anew.",
     ]
 
 

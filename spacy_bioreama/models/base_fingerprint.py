@@ -6,12 +6,16 @@ the same shapes: the adapter loads and answers garbage without a word. Training 
 fingerprint of the base model in ``training_meta.json`` (``base_model_fingerprint``);
 loading compares it with the model loaded and warns, naming both, when they differ.
 
-The fingerprint is a sha256 over the parameters that are not in a linear layer
-(embeddings, norms): they are never quantised (QLoRA quantises linear layers only) and
-they change in any fine-tune of the base. Values are hashed as bfloat16, so a model loaded
-in float32 and the same model loaded in bfloat16 give the same fingerprint. A model whose
-hashed parameters are float16 gives none (its bfloat16 rounding would differ from the
-float32 original's): the check is skipped, not guessed.
+The fingerprint is a sha256 over the embedding matrices and the one-dimensional
+parameters (norms, biases): QLoRA never quantises them, and a full fine-tune (an instruct
+version of a base) changes them. A derivative that changed only linear weights (a LoRA
+merged into the base) keeps them, and passes. Each tensor is hashed as bfloat16 values
+with its shape, and the sorted tensor hashes are hashed again, so the fingerprint does not
+depend on the dtype the model was loaded in (float32 or bfloat16), nor on module names or
+their order. A model with a float16 tensor among them gives none (rounding float16 to
+bfloat16 differs from rounding the float32 original), as does one with a tensor not in
+memory (meta device): the check is skipped, not guessed. Take it before
+``prepare_model_for_kbit_training``, which casts float16 norms to float32.
 """
 
 from __future__ import annotations
@@ -30,25 +34,33 @@ class BaseModelMismatchWarning(UserWarning):
     """An adapter is applied to a base model other than the one it was trained on."""
 
 
-def base_fingerprint(model: Any) -> str | None:
-    """``sha256:<hex>`` of `model`'s non-linear-layer parameters (names, shapes and
-    bfloat16 values), or None when they are not all float32/bfloat16. Call it on the base
-    model before any adapter wraps it (wrapping renames the parameters)."""
+def _fingerprinted(model: Any) -> list[Any]:
+    """The embedding matrices and the one-dimensional parameters of `model`."""
     import torch
 
-    digest = hashlib.sha256()
-    hashed = 0
-    for module_name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear):
-            continue
-        for name, param in module.named_parameters(recurse=False):
-            if param.dtype not in (torch.float32, torch.bfloat16):
-                return None
-            values = param.detach().to("cpu", torch.bfloat16).contiguous()
-            digest.update(f"{module_name}.{name}{tuple(values.shape)}".encode())
-            digest.update(values.view(torch.int16).numpy().tobytes())
-            hashed += 1
-    return f"sha256:{digest.hexdigest()}" if hashed else None
+    tensors = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    seen = {id(t) for t in tensors}
+    tensors += [p for p in model.parameters() if p.dim() == 1 and id(p) not in seen]
+    return tensors
+
+
+def base_fingerprint(model: Any) -> str | None:
+    """``sha256:<hex>`` of `model`'s embeddings and one-dimensional parameters (shapes
+    and bfloat16 values), or None when one of them is float16, quantised or not in
+    memory. Call it on the base model before any adapter wraps it."""
+    import torch
+
+    hashes = []
+    for param in _fingerprinted(model):
+        if param.is_meta or param.dtype not in (torch.float32, torch.bfloat16):
+            return None
+        values = param.detach().to("cpu", torch.bfloat16).contiguous()
+        digest = hashlib.sha256(str(tuple(values.shape)).encode())
+        digest.update(values.view(torch.int16).numpy().tobytes())
+        hashes.append(digest.hexdigest())
+    if not hashes:
+        return None
+    return f"sha256:{hashlib.sha256(''.join(sorted(hashes)).encode()).hexdigest()}"
 
 
 def recorded_fingerprint(adapter: Path) -> tuple[str | None, str]:
@@ -66,19 +78,19 @@ def recorded_fingerprint(adapter: Path) -> tuple[str | None, str]:
     return meta[FINGERPRINT_KEY], str(trained_on)
 
 
-def check_base_model(model: Any, adapter: Path, model_name: str) -> bool:
-    """Warn (`BaseModelMismatchWarning`) when `model`, the base about to receive
-    `adapter`, is not the model the adapter was trained on. True when the check ran and
-    the models match, False otherwise (mismatch, or nothing to compare)."""
+def check_base_model(found: str | None, adapter: Path, model_name: str) -> bool:
+    """Warn (`BaseModelMismatchWarning`) when the base model about to receive `adapter`
+    (`found`: its `base_fingerprint`) is not the model the adapter was trained on. True
+    when the check ran and the models match, False otherwise (mismatch, or nothing to
+    compare)."""
     recorded, trained_on = recorded_fingerprint(adapter)
     if recorded is None:
         return False
-    found = base_fingerprint(model)
     if found is None or found == recorded:
         return found is not None
     warnings.warn(
         f"adapter {adapter} was trained on another base model ({trained_on}) than the one "
-        f"loaded ({model_name}): the weights of their embeddings and norms differ "
+        f"loaded ({model_name}): their embedding and norm weights differ "
         f"({recorded[:19]}... recorded, {found[:19]}... found), so its answers will be "
         f"wrong; load the adapter with the model it was trained on",
         BaseModelMismatchWarning,

@@ -271,9 +271,9 @@ def load_model_and_tokenizer(
     if adapter is not None:
         from peft import PeftModel
 
-        from .base_fingerprint import check_base_model
+        from .base_fingerprint import base_fingerprint, check_base_model
 
-        check_base_model(model, adapter, str(model_name_or_path))
+        check_base_model(base_fingerprint(model), adapter, str(model_name_or_path))
         try:
             model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
         except (RuntimeError, ValueError) as err:

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from ..instructions.records import TrainingDataError, read_instruction_jsonl
-from ..models.base_fingerprint import FINGERPRINT_KEY, base_fingerprint
+from ..models.base_fingerprint import FINGERPRINT_KEY
 from ..util.files import atomic_write_json, sha256_file
 from ..util.resources import peak_rss_bytes
 from .config import TrainConfig, TrainConfigError, load_train_config, parse_overrides
@@ -380,12 +380,13 @@ def _model_and_trainer(setup: RunSetup, data: TrainingData, callbacks: Sequence[
 
     cfg, t = setup.cfg, setup.cfg.training
     set_seed(t.seed)
-    source, tokenizer, model = load_model(cfg, setup.precision, setup.args.local_process_index)
-    base_print = base_fingerprint(model)  # before LoRA wraps (and renames) it
+    source, tokenizer, model, base_print = load_model(
+        cfg, setup.precision, setup.args.local_process_index
+    )
     encoder = _prompt_encoder(model, tokenizer, source, t.max_length)
     examples = encode_and_report(encoder, data, t.max_length, setup.is_main)
     set_seed(t.seed)  # LoRA initialisation does not depend on what ran before
-    model = wrap_lora(cfg, model)
+    model = wrap_lora(cfg, model, base_print)
     if setup.is_main:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())

@@ -101,11 +101,14 @@ def resolve_precision(t: TrainingSettings) -> Precision:
 
 
 def load_model(cfg: TrainConfig, precision: Precision, local_rank: int):
-    """(source, tokenizer, model) of ``[model] base``, in the run's precision (4-bit with
-    QLoRA), on this process's GPU; the KV cache is off for training."""
+    """(source, tokenizer, model, fingerprint) of ``[model] base``, in the run's precision
+    (4-bit with QLoRA), on this process's GPU; the KV cache is off for training. The
+    fingerprint (`base_fingerprint`) is taken as loaded, before QLoRA's preparation
+    casts float16 norms to float32."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..models import resolve_model
+    from ..models.base_fingerprint import base_fingerprint
     from ..models.hf_loading import check_model_dir
 
     source = resolve_model(cfg.model.base)
@@ -136,6 +139,7 @@ def load_model(cfg: TrainConfig, precision: Precision, local_rank: int):
         )
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     model.config.use_cache = False
+    fingerprint = base_fingerprint(model)
     if cfg.training.qlora:
         from peft import prepare_model_for_kbit_training
 
@@ -144,11 +148,12 @@ def load_model(cfg: TrainConfig, precision: Precision, local_rank: int):
             use_gradient_checkpointing=cfg.training.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    return source, tokenizer, model
+    return source, tokenizer, model, fingerprint
 
 
-def wrap_lora(cfg: TrainConfig, model: Any):
-    """The PEFT model to train: a fresh ``[lora]`` adapter, or ``model.adapter_init``."""
+def wrap_lora(cfg: TrainConfig, model: Any, fingerprint: str | None = None):
+    """The PEFT model to train: a fresh ``[lora]`` adapter, or ``model.adapter_init``
+    (checked against the base model's `fingerprint`, from `load_model`)."""
     from peft import PeftModel, get_peft_model
 
     if cfg.model.adapter_init:
@@ -162,7 +167,7 @@ def wrap_lora(cfg: TrainConfig, model: Any):
         check_adapter_dir(path)
         from ..models.base_fingerprint import check_base_model
 
-        check_base_model(model, path, str(cfg.model.base))
+        check_base_model(fingerprint, path, str(cfg.model.base))
         # The adapter's own LoRA config (rank, targets) applies; [lora] is not used.
         return PeftModel.from_pretrained(model, str(path), is_trainable=True)
     return get_peft_model(model, cfg.lora)
