@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 FINGERPRINT_KEY = "base_model_fingerprint"
-META_FILE = "training_meta.json"
+META_FILE = "training_meta.json"  # what training writes beside the adapter
 
 
 class BaseModelMismatchWarning(UserWarning):

@@ -15,11 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..models.base_fingerprint import META_FILE
 from ..tasks.names import NER, RE
 from ..tasks.ner import DEFAULT_NER_PROMPT, NER_PROMPTS
 from ..tasks.relation import DEFAULT_RELATION_PROMPT, RELATION_PROMPTS, Rationale
 
-META_FILE = "training_meta.json"
 AUTO = "auto"
 
 
